@@ -1,0 +1,1 @@
+"""Conservation laws of gradient flows: fields, brackets, ranks, laws, reports."""

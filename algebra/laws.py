@@ -1,0 +1,136 @@
+"""Search for polynomial conservation laws, and their exact verification.
+
+A polynomial h is a conservation law of the fields V when ``grad h . X_j`` is the
+zero polynomial for every X_j of V. Writing h as a combination of the monomials of
+degree 1 to K with unknown coefficients makes this a linear system. Its null space
+is found modulo a prime from the values of ``grad m . X_j`` at random points; each
+basis vector is lifted to rationals and then verified exactly, so that a returned law
+never rests on a floating-point or modular computation.
+
+Examples
+--------
+>>> from algebra.fields import gradient_field
+>>> from algebra.polynomial import Polynomial
+>>> phi = Polynomial.from_terms({((0, 1), (1, 1)): 1})  # phi = x0 * x1
+>>> [str(h) for h in find_polynomial_laws([gradient_field(phi, 2)], 2)]
+['-1*x0**2 + x1**2']
+"""
+
+import itertools
+
+import numpy as np
+
+from algebra.polynomial import Polynomial
+from algebra.rank import (
+    PRIME,
+    Echelon,
+    modular_nullspace,
+    mod_matmul,
+    random_point,
+    rational_reconstruction,
+)
+
+__all__ = [
+    "find_polynomial_laws",
+    "is_conserved",
+    "monomials_up_to",
+]
+
+MAX_UNKNOWNS = 4000
+
+
+def monomials_up_to(variables, degree):
+    """Return the monomials of degree 1 to `degree` in `variables`, low first."""
+    monomials = []
+    for total in range(1, degree + 1):
+        for combo in itertools.combinations_with_replacement(variables, total):
+            exps = {}
+            for v in combo:
+                exps[v] = exps.get(v, 0) + 1
+            monomials.append(tuple(sorted(exps.items())))
+    return monomials
+
+
+def is_conserved(h, fields):
+    """Return True when ``grad h . X`` is exactly zero for every field X."""
+    return all(not X.apply(h) for X in fields)
+
+
+def find_polynomial_laws(fields, dimension, degree=2, seed=0):
+    """Find the polynomial conservation laws of `fields` up to a degree.
+
+    Parameters
+    ----------
+    fields : sequence of VectorField
+        The generators V on R^D.
+    dimension : int
+        D.
+    degree : int
+        The largest total degree searched (K).
+    seed : int
+        Seed of the random points.
+
+    Returns
+    -------
+    list of Polynomial
+        Laws verified exactly, independent as polynomials, in reduced form.
+
+    Raises
+    ------
+    NotImplementedError
+        When the number of unknown coefficients exceeds `MAX_UNKNOWNS`; search a
+        lower degree or split the block.
+    """
+    monomials = monomials_up_to(range(dimension), degree)
+    if len(monomials) > MAX_UNKNOWNS:
+        raise NotImplementedError(
+            f"a degree-{degree} law search on {dimension} parameters has "
+            f"{len(monomials)} unknowns (at most {MAX_UNKNOWNS}); "
+            "search a lower degree or split the block"
+        )
+
+    kernel = _modular_kernel(fields, dimension, monomials, seed)
+    laws = [_lift(row, monomials) for row in kernel]
+    return [h for h in laws if h is not None and is_conserved(h, fields)]
+
+
+def _modular_kernel(fields, dimension, monomials, seed):
+    """Return the null space, modulo PRIME, of the sampled linear system."""
+    rng = np.random.default_rng(seed + 1)
+    echelon = Echelon(len(monomials))
+    stalled = 0
+    while stalled < 3 and echelon.rank < len(monomials):
+        point = random_point(dimension, int(rng.integers(2**31)))
+        rows = _sampled_rows(fields, monomials, point, rng)
+        before = echelon.rank
+        echelon.add_many(rows)
+        stalled = stalled + 1 if echelon.rank == before else 0
+    return modular_nullspace(echelon.rows) if echelon.rank else np.eye(len(monomials))
+
+
+def _sampled_rows(fields, monomials, point, rng):
+    """Rows ``grad m(point) . X(point)`` for random combinations X of the fields."""
+    if not fields:
+        return np.zeros((0, len(monomials)))
+    values = np.array([X.value_mod(point, PRIME) for X in fields])
+    count = min(len(fields), values.shape[1] + 2)
+    mixing = rng.integers(0, PRIME, size=(count, len(fields))).astype(float)
+    combined = mod_matmul(mixing, values) if len(fields) > count else values
+    gradients = np.zeros((len(monomials), values.shape[1]))
+    for k, mono in enumerate(monomials):
+        h = Polynomial({mono: 1})
+        for v, _ in mono:
+            gradients[k, v] = h.diff(v).evaluate_mod(point, PRIME)
+    return mod_matmul(combined, gradients.T)
+
+
+def _lift(row, monomials):
+    """Lift a modular kernel vector to a polynomial with rational coefficients."""
+    terms = {}
+    for value, mono in zip(row, monomials, strict=True):
+        if value:
+            c = rational_reconstruction(int(value))
+            if c is None:
+                return None
+            terms[mono] = c.numerator if c.denominator == 1 else c
+    return Polynomial(terms)
