@@ -13,7 +13,7 @@ Examples
 >>> from algebra.polynomial import Polynomial
 >>> phi = Polynomial.from_terms({((0, 1), (1, 1)): 1})  # phi = x0 * x1
 >>> [str(h) for h in find_polynomial_laws([gradient_field(phi, 2)], 2)]
-['-1*x0**2 + x1**2']
+['-x0**2 + x1**2']
 """
 
 import itertools
