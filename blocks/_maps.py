@@ -1,0 +1,102 @@
+"""Sparse index maps of linear and convolutional layers.
+
+A layer with weight W and bias b maps its input (flattened in C order) to its output
+(flattened) by ``out[r] = sum W[v] in[c] + b[w]`` over its entries. These helpers list
+the entries as integer arrays ``(out_flat, in_flat, var)``, where ``var`` is the flat
+index of the weight entry, optionally restricted to some output features and some
+input features (the channel axis of a convolution, the last axis of a linear layer).
+"""
+
+import itertools
+import math
+
+import numpy as np
+
+__all__ = ["weight_entries", "bias_entries", "channel_of_units"]
+
+
+def weight_entries(attrs, out_features=None, in_features=None):
+    """Return the entries ``(out_flat, in_flat, var)`` of a layer's weight.
+
+    Parameters
+    ----------
+    attrs : dict
+        The graph node's attributes (``kind``, ``layer``, ``in_shape``,
+        ``out_shape``).
+    out_features, in_features : sequence of int, optional
+        Keep only these output / input features (channels for a convolution, the
+        last axis for a linear layer).
+
+    Returns
+    -------
+    tuple of ndarray
+        Three int64 arrays of equal length.
+    """
+    if attrs["kind"] == "linear":
+        return _linear_entries(attrs, out_features, in_features)
+    return _conv_entries(attrs, out_features, in_features)
+
+
+def bias_entries(attrs, out_features=None):
+    """Return ``(out_flat, var)`` for the bias of a layer."""
+    out_shape = attrs["out_shape"]
+    if attrs["kind"] == "linear":
+        lead, width = math.prod(out_shape[:-1]), out_shape[-1]
+        features = np.arange(width) if out_features is None else np.array(out_features)
+        t, o = np.meshgrid(np.arange(lead), features, indexing="ij")
+        return (t * width + o).ravel(), o.ravel()
+    positions = math.prod(out_shape[1:])
+    features = np.arange(out_shape[0]) if out_features is None else out_features
+    o, p = np.meshgrid(np.asarray(features), np.arange(positions), indexing="ij")
+    return (o * positions + p).ravel(), o.ravel()
+
+
+def channel_of_units(attrs):
+    """Return, for each output unit (flat), its feature: the sharing class."""
+    out_shape = attrs["out_shape"]
+    if attrs["kind"] == "linear":
+        return np.tile(np.arange(out_shape[-1]), math.prod(out_shape[:-1]))
+    return np.repeat(np.arange(out_shape[0]), math.prod(out_shape[1:]))
+
+
+def _linear_entries(attrs, out_features, in_features):
+    in_shape, out_shape = attrs["in_shape"], attrs["out_shape"]
+    lead, n_in, n_out = math.prod(in_shape[:-1]), in_shape[-1], out_shape[-1]
+    outs = np.arange(n_out) if out_features is None else np.asarray(out_features)
+    ins = np.arange(n_in) if in_features is None else np.asarray(in_features)
+    t, o, i = np.meshgrid(np.arange(lead), outs, ins, indexing="ij")
+    return (t * n_out + o).ravel(), (t * n_in + i).ravel(), (o * n_in + i).ravel()
+
+
+def _conv_entries(attrs, out_features, in_features):
+    layer, in_shape, out_shape = attrs["layer"], attrs["in_shape"], attrs["out_shape"]
+    kernel, stride = layer.option("kernel"), layer.option("stride")
+    padding = layer.option("padding")
+    c_in, c_out = in_shape[0], out_shape[0]
+    outs = np.arange(c_out) if out_features is None else np.asarray(out_features)
+    ins = np.arange(c_in) if in_features is None else np.asarray(in_features)
+
+    # Valid (output position, kernel offset, input position) triples, flattened.
+    triples = []
+    for pos in itertools.product(*(range(n) for n in out_shape[1:])):
+        for off in itertools.product(*(range(k) for k in kernel)):
+            src = [p * s + k - pad for p, s, k, pad in zip(
+                pos, stride, off, padding, strict=True)]
+            if all(0 <= x < n for x, n in zip(src, in_shape[1:], strict=True)):
+                triples.append((
+                    np.ravel_multi_index(pos, out_shape[1:]),
+                    np.ravel_multi_index(off, kernel),
+                    np.ravel_multi_index(src, in_shape[1:]),
+                ))
+    if not triples:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    pos, off, src = (np.array(col) for col in zip(*triples, strict=True))
+
+    n_out_pos, n_in_pos = math.prod(out_shape[1:]), math.prod(in_shape[1:])
+    k_size = math.prod(kernel)
+    o, i, j = np.meshgrid(outs, ins, np.arange(len(pos)), indexing="ij")
+    out_flat = o * n_out_pos + pos[j]
+    in_flat = i * n_in_pos + src[j]
+    var = (o * c_in + i) * k_size + off[j]
+    return out_flat.ravel(), in_flat.ravel(), var.ravel()

@@ -1,0 +1,233 @@
+"""phi of a pair of linear or convolutional layers joined through an activation.
+
+The pair computes ``g(x) = B sigma(A x + a)`` (the second layer's bias is not part of
+the block: it is a parameter of its own). phi is read off g itself: the components of
+phi are the coefficients of g as a polynomial in the input x, so that the gradients
+of phi span W(theta) = span over x of grad g(theta, x) (DESIGN.md section 2, item 1).
+
+- A positively k-homogeneous activation (relu, leaky_relu: k = 1; relu_power: k)
+  acts on hidden unit h as ``s -> a_h s^k`` where the factor a_h depends on the
+  input; crossing the unit's switching surface changes a_h alone, so the
+  coefficients of each unit are components of phi on their own.
+- A polynomial activation (identity, square) has no such factor: coefficients are
+  summed over the hidden units.
+
+Units of one channel share weights (convolutions, tokens); phi's components
+then coincide and are kept once.
+
+Notes
+-----
+Only the activations above are handled: analytic activations such as tanh make g
+non-polynomial in x, so phi has no finite list of components;
+`pair_parametrization` raises NotImplementedError for them.
+"""
+
+import math
+
+import numpy as np
+
+from blocks._maps import bias_entries, channel_of_units, weight_entries
+from blocks.block import Parametrization, PolynomialGroup, ProductGroup
+from algebra.polynomial import Polynomial
+
+__all__ = ["pair_parametrization", "ACTIVATION_DEGREE", "EXPAND_LIMIT"]
+
+# Activation to (degree k, whether each unit has its own input-dependent factor).
+ACTIVATION_DEGREE = {
+    "identity": (1, False),
+    "relu": (1, True),
+    "leaky_relu": (1, True),
+    "square": (2, False),
+}
+EXPAND_LIMIT = 60_000
+
+
+def activation_degree(block):
+    """Return (k, per_unit) for the block's activation."""
+    if block.activation == "relu_power":
+        return dict(block.options)["k"], True
+    if block.activation not in ACTIVATION_DEGREE:
+        raise NotImplementedError(
+            f"activation '{block.activation}' is not polynomial on any region, so "
+            "phi has no finite list of components; use relu, leaky_relu, "
+            "relu_power, square or identity"
+        )
+    return ACTIVATION_DEGREE[block.activation]
+
+
+def pair_parametrization(block, graph, expand_limit=EXPAND_LIMIT):
+    """Build phi for a pair block, split into groups over disjoint variables.
+
+    Parameters
+    ----------
+    block : Block
+        A block of kind ``pair`` or ``residual``: two layers, first then second.
+    graph : networkx.DiGraph
+        The model graph.
+    expand_limit : int
+        Blocks whose phi has more terms than this are not expanded one component
+        at a time: with a 1-homogeneous activation phi is stored as products
+        (`ProductGroup`); otherwise the block is reported as too large.
+
+    Returns
+    -------
+    Parametrization
+    """
+    degree, per_unit = activation_degree(block)
+    first, second = (graph.nodes[n] for n in block.layers)
+    hidden = math.prod(first["out_shape"])
+    terms = hidden * first["in_shape"][-1] ** degree * second["out_shape"][-1]
+    if terms <= expand_limit:
+        return _expanded(block, first, second, degree, per_unit)
+    if degree == 1 and per_unit and _channels_align(first, second):
+        return _products(block, first, second)
+    return Parametrization(
+        (), note=f"phi has about {terms} terms; too large to expand"
+    )
+
+
+def _offsets(block):
+    """Return the first variable of each parameter of the block."""
+    return np.concatenate([[0], np.cumsum(block.sizes)])[:-1]
+
+
+def _expanded(block, first, second, degree, per_unit):
+    """List phi's components explicitly as polynomials in block variables."""
+    names = (name for name, _ in block.parameters)
+    starts = dict(zip(names, _offsets(block), strict=True))
+    units = _unit_inputs(first, starts, block.layers[0])
+    out_flat, hid_flat, var = weight_entries(second)
+    var = var + starts[f"{block.layers[1]}.weight"]
+
+    components = {}
+    powers = {}
+    for o, h, v in zip(out_flat, hid_flat, var, strict=True):
+        if h not in powers:
+            powers[h] = _power(units.get(int(h), {}), degree)
+        weight = Polynomial.variable(int(v))
+        for xmono, coeff in powers[h].items():
+            key = (int(o), xmono, int(h) if per_unit else None)
+            components[key] = components.get(key, Polynomial()) + weight * coeff
+    polys = {p for p in components.values() if p}
+    return group_components(sorted(polys, key=str), block.dimension)
+
+
+def _unit_inputs(first, starts, name):
+    """Map each hidden unit to its affine form: input index (or None) -> poly."""
+    units = {}
+    out_flat, in_flat, var = weight_entries(first)
+    for h, x, v in zip(out_flat, in_flat, var + starts[f"{name}.weight"], strict=True):
+        units.setdefault(int(h), {})[int(x)] = Polynomial.variable(int(v))
+    if f"{name}.bias" in starts:
+        b_out, b_var = bias_entries(first)
+        for h, v in zip(b_out, b_var + starts[f"{name}.bias"], strict=True):
+            units.setdefault(int(h), {})[None] = Polynomial.variable(int(v))
+    return units
+
+
+def _power(form, degree):
+    """Expand (affine form)^degree: multiset of inputs -> polynomial coefficient."""
+    result = {(): Polynomial.constant(1)}
+    for _ in range(degree):
+        step = {}
+        for mono, coeff in result.items():
+            for x, poly in form.items():
+                key = tuple(sorted(mono + (x,), key=lambda z: (z is None, z or 0)))
+                step[key] = step.get(key, Polynomial()) + coeff * poly
+        result = step
+    return result
+
+
+def group_components(polys, dimension):
+    """Split phi's components into groups over disjoint variables.
+
+    Two variables are in one group when some component involves both. Variables
+    that no component involves are returned as free.
+    """
+    parent = list(range(dimension))
+
+    def root(v):
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    for p in polys:
+        variables = sorted(p.variables())
+        for v in variables[1:]:
+            parent[root(v)] = root(variables[0])
+
+    members = {}
+    for p in polys:
+        members.setdefault(root(min(p.variables())), []).append(p)
+    groups = []
+    for comps in members.values():
+        variables = tuple(sorted(set().union(*(p.variables() for p in comps))))
+        local = {v: k for k, v in enumerate(variables)}
+        groups.append(PolynomialGroup(variables, tuple(p.rename(local) for p in comps)))
+    used = set().union(*(g.variables for g in groups)) if groups else set()
+    free = tuple(v for v in range(dimension) if v not in used)
+    return Parametrization(tuple(sorted(groups, key=lambda g: g.variables)), free)
+
+
+def _products(block, first, second):
+    """Store phi of a 1-homogeneous pair as products, one group per channel."""
+    starts = _offsets(block)
+    channels = channel_of_units(first)
+    has_bias = len(block.parameters) == 3
+    second_start = starts[-1]
+    groups, used = [], set()
+    for c in range(int(channels.max()) + 1):
+        rectangles = _channel_rectangles(
+            block, first, second, c, channels, starts, has_bias, second_start
+        )
+        variables = np.unique(np.concatenate([np.concatenate(r) for r in rectangles]))
+        local = tuple(
+            (np.searchsorted(variables, left), np.searchsorted(variables, right))
+            for left, right in rectangles
+        )
+        groups.append(ProductGroup(tuple(int(v) for v in variables), local))
+        used.update(groups[-1].variables)
+    free = tuple(v for v in range(block.dimension) if v not in used)
+    return Parametrization(tuple(groups), free)
+
+
+def _channel_rectangles(block, first, second, c, channels, starts, has_bias, start2):
+    """Return the (outgoing, incoming) variable rectangles of hidden channel c."""
+    h_a, _, v_a = weight_entries(first, out_features=[c])
+    incoming = {}
+    for h, v in zip(h_a, v_a, strict=True):
+        incoming.setdefault(int(h), set()).add(int(v))
+    if has_bias:
+        for h in np.flatnonzero(channels == c):
+            incoming.setdefault(int(h), set()).add(int(starts[1] + c))
+
+    _, h_b, v_b = weight_entries(second, in_features=_features(first, second, c))
+    outgoing = {}
+    for h, v in zip(h_b, v_b, strict=True):
+        outgoing.setdefault(int(h), set()).add(int(v + start2))
+
+    rectangles = {
+        (tuple(sorted(outgoing[h])), tuple(sorted(incoming[h])))
+        for h in incoming
+        if h in outgoing
+    }
+    return [(np.array(left), np.array(right)) for left, right in sorted(rectangles)]
+
+
+def _channels_align(first, second):
+    """Whether the second layer reads the first one's channels as its features."""
+    if second["kind"] != "linear" or first["kind"] == "linear":
+        return second["kind"] == first["kind"] or len(second["in_shape"]) == 1
+    return len(second["in_shape"]) == 1
+
+
+def _features(first, second, c):
+    """The input features of the second layer that read hidden channel c."""
+    if second["kind"] != "linear" or len(second["in_shape"]) == len(first["out_shape"]):
+        return [c]
+    positions = math.prod(first["out_shape"][1:])
+    if first["kind"] == "linear":
+        width = first["out_shape"][-1]
+        return list(range(c, math.prod(first["out_shape"]), width))
+    return list(range(c * positions, (c + 1) * positions))
