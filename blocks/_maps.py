@@ -7,6 +7,7 @@ index of the weight entry, optionally restricted to some output features and som
 input features (the channel axis of a convolution, the last axis of a linear layer).
 """
 
+import functools
 import itertools
 import math
 
@@ -76,23 +77,10 @@ def _conv_entries(attrs, out_features, in_features):
     outs = np.arange(c_out) if out_features is None else np.asarray(out_features)
     ins = np.arange(c_in) if in_features is None else np.asarray(in_features)
 
-    # Valid (output position, kernel offset, input position) triples, flattened.
-    triples = []
-    for pos in itertools.product(*(range(n) for n in out_shape[1:])):
-        for off in itertools.product(*(range(k) for k in kernel)):
-            src = [p * s + k - pad for p, s, k, pad in zip(
-                pos, stride, off, padding, strict=True)]
-            if all(0 <= x < n for x, n in zip(src, in_shape[1:], strict=True)):
-                triples.append((
-                    np.ravel_multi_index(pos, out_shape[1:]),
-                    np.ravel_multi_index(off, kernel),
-                    np.ravel_multi_index(src, in_shape[1:]),
-                ))
-    if not triples:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    pos, off, src = (np.array(col) for col in zip(*triples, strict=True))
-
+    pos, off, src = _conv_triples(
+        tuple(in_shape[1:]), tuple(out_shape[1:]), tuple(kernel), tuple(stride),
+        tuple(padding),
+    )
     n_out_pos, n_in_pos = math.prod(out_shape[1:]), math.prod(in_shape[1:])
     k_size = math.prod(kernel)
     o, i, j = np.meshgrid(outs, ins, np.arange(len(pos)), indexing="ij")
@@ -100,3 +88,25 @@ def _conv_entries(attrs, out_features, in_features):
     in_flat = i * n_in_pos + src[j]
     var = (o * c_in + i) * k_size + off[j]
     return out_flat.ravel(), in_flat.ravel(), var.ravel()
+
+
+@functools.lru_cache(maxsize=64)
+def _conv_triples(in_sizes, out_sizes, kernel, stride, padding):
+    """Valid (output position, kernel offset, input position), flattened."""
+    triples = []
+    for pos in itertools.product(*(range(n) for n in out_sizes)):
+        for off in itertools.product(*(range(k) for k in kernel)):
+            src = [
+                p * s + k - pad
+                for p, s, k, pad in zip(pos, stride, off, padding, strict=True)
+            ]
+            if all(0 <= x < n for x, n in zip(src, in_sizes, strict=True)):
+                triples.append((
+                    np.ravel_multi_index(pos, out_sizes),
+                    np.ravel_multi_index(off, kernel),
+                    np.ravel_multi_index(src, in_sizes),
+                ))
+    if not triples:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return tuple(np.array(col) for col in zip(*triples, strict=True))

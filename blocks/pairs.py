@@ -175,44 +175,45 @@ def _products(block, first, second):
     starts = _offsets(block)
     channels = channel_of_units(first)
     has_bias = len(block.parameters) == 3
-    second_start = starts[-1]
-    groups, used = [], set()
+    groups, used = [], np.zeros(block.dimension, dtype=bool)
     for c in range(int(channels.max()) + 1):
-        rectangles = _channel_rectangles(
-            block, first, second, c, channels, starts, has_bias, second_start
-        )
+        rectangles = _channel_rectangles(block, first, second, c, starts, has_bias)
         variables = np.unique(np.concatenate([np.concatenate(r) for r in rectangles]))
         local = tuple(
             (np.searchsorted(variables, left), np.searchsorted(variables, right))
             for left, right in rectangles
         )
-        groups.append(ProductGroup(tuple(int(v) for v in variables), local))
-        used.update(groups[-1].variables)
-    free = tuple(v for v in range(block.dimension) if v not in used)
-    return Parametrization(tuple(groups), free)
+        groups.append(ProductGroup(tuple(variables.tolist()), local))
+        used[variables] = True
+    return Parametrization(tuple(groups), tuple(np.flatnonzero(~used).tolist()))
 
 
-def _channel_rectangles(block, first, second, c, channels, starts, has_bias, start2):
+def _by_unit(units, variables):
+    """Map each unit to the sorted array of variables listed with it."""
+    order = np.lexsort((variables, units))
+    units, variables = units[order], variables[order]
+    keys, first = np.unique(units, return_index=True)
+    return dict(zip(keys.tolist(), np.split(variables, first[1:]), strict=True))
+
+
+def _channel_rectangles(block, first, second, c, starts, has_bias):
     """Return the (outgoing, incoming) variable rectangles of hidden channel c."""
     h_a, _, v_a = weight_entries(first, out_features=[c])
-    incoming = {}
-    for h, v in zip(h_a, v_a, strict=True):
-        incoming.setdefault(int(h), set()).add(int(v))
     if has_bias:
-        for h in np.flatnonzero(channels == c):
-            incoming.setdefault(int(h), set()).add(int(starts[1] + c))
+        h_bias, _ = bias_entries(first, out_features=[c])
+        h_a = np.concatenate([h_a, h_bias])
+        v_a = np.concatenate([v_a, np.full(len(h_bias), starts[1] + c)])
+    incoming = _by_unit(h_a, v_a)
 
     _, h_b, v_b = weight_entries(second, in_features=_features(first, second, c))
-    outgoing = {}
-    for h, v in zip(h_b, v_b, strict=True):
-        outgoing.setdefault(int(h), set()).add(int(v + start2))
+    outgoing = _by_unit(h_b, v_b + starts[-1])
 
-    rectangles = {
-        (tuple(sorted(outgoing[h])), tuple(sorted(incoming[h])))
-        for h in incoming
-        if h in outgoing
-    }
-    return [(np.array(left), np.array(right)) for left, right in sorted(rectangles)]
+    rectangles = {}
+    for h, right in incoming.items():
+        if h in outgoing:
+            left = outgoing[h]
+            rectangles.setdefault((left.tobytes(), right.tobytes()), (left, right))
+    return [rectangles[key] for key in sorted(rectangles)]
 
 
 def _channels_align(first, second):

@@ -1,0 +1,98 @@
+"""Render a report for people (text) and for papers (LaTeX).
+
+Examples
+--------
+>>> from algebra.analysis import analyze
+>>> report = analyze({"custom": {"parameters": {"x": [2]}, "phi": ["x_0*x_1"]}})
+>>> print(render_text(report).splitlines()[0])
+model custom: 2 parameters, 1 law (certified)
+"""
+
+__all__ = ["render_text", "render_latex"]
+
+LAWS_SHOWN = 8
+
+
+def render_text(report, all_laws=False):
+    """Return a short table of blocks followed by the laws in matrix notation.
+
+    Parameters
+    ----------
+    report : Report
+        The analysis.
+    all_laws : bool
+        Print every law; by default at most `LAWS_SHOWN` per block.
+    """
+    plural = "law" if report.laws == 1 else "laws"
+    lines = [
+        f"model {report.model}: {report.parameters} parameters, "
+        f"{report.laws} {plural} ({report.status})",
+        "",
+    ]
+    lines.extend(_table(report))
+    if report.unblocked:
+        names = ", ".join(report.unblocked)
+        lines.extend(["", f"parameters in no block: {names}"])
+    for block in report.blocks:
+        lines.extend(_block_laws(block, all_laws))
+    return "\n".join(lines)
+
+
+def _table(report):
+    header = ("block", "kind", "activation", "D", "lie dim", "laws", "status")
+    rows = [header]
+    for b in report.blocks:
+        low, high = b.bounds
+        status = b.status if b.status == "certified" else f"bounds [{low}, {high}]"
+        lie = str(b.lie_dim) if b.complete else "?"
+        rows.append(
+            (b.name, b.block.kind, b.block.activation, str(b.parameters), lie,
+             str(low), status)
+        )
+    widths = [max(len(r[k]) for r in rows) for k in range(len(header))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+            .rstrip() for row in rows]
+
+
+def _block_laws(block, all_laws):
+    lines = ["", f"{block.name}:"]
+    if block.note:
+        lines.append(f"  note: {block.note}")
+    shown = 0
+    for law in block.law_polynomials():
+        if not all_laws and shown == LAWS_SHOWN:
+            lines.append(f"  ... {block.count - shown} more (use --all-laws)")
+            break
+        from algebra.notation import compact_law
+
+        lines.append(f"  {compact_law(law, block.block)}")
+        shown += 1
+    if shown == 0 and not block.note:
+        lines.append("  no conservation law")
+    return lines
+
+
+def render_latex(report):
+    """Return the laws as a LaTeX ``align*`` environment, one block at a time."""
+    lines = [f"% conservation laws of {report.model}: {report.laws} ({report.status})"]
+    for block in report.blocks:
+        lines.append(f"% block {block.name} ({block.status}, {block.count} laws)")
+        laws = block.compact()
+        if not laws:
+            continue
+        lines.append("\\begin{align*}")
+        body = [f"  &{_latex(law)} && \\text{{conserved}}" for law in laws]
+        lines.append(" \\\\\n".join(body))
+        lines.append("\\end{align*}")
+    return "\n".join(lines)
+
+
+def _latex(text):
+    """Translate compact notation to LaTeX."""
+    replacements = {
+        "‖": "\\|", "²": "^2", "−": "-", "·": "\\cdot ", "⟨": "\\langle ",
+        "⟩": "\\rangle ", "_": "\\_",
+    }
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    return text

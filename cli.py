@@ -1,0 +1,112 @@
+"""The ``algebra-cli`` command: find and certify conservation laws of a network.
+
+Only this module turns the project's errors into click exceptions: a malformed
+model file prints one line and exits with status 2; other failures exit with 1.
+"""
+
+import logging
+import sys
+import warnings
+
+import click
+
+from algebra.errors import ArchitectureError, ModelFileError, ProjectError
+
+__all__ = ["main"]
+
+USAGE_ERRORS = (ModelFileError, ArchitectureError)
+
+
+class InputError(click.UsageError):
+    """A bad model file: one line, exit status 2, no usage text."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def _translate(err):
+    """Turn one of our errors into the click exception that reports it."""
+    if isinstance(err, USAGE_ERRORS):
+        return InputError(str(err))
+    return click.ClickException(str(err))
+
+
+def _open_cache(cache_dir, no_cache):
+    """Open the group cache, or return None when it is bypassed."""
+    if no_cache:
+        return None
+    from algebra.cache import GroupCache, default_cache_dir
+
+    return GroupCache(cache_dir or default_cache_dir())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+@click.version_option(package_name="algebra-conservation")
+def main(verbose):
+    """Find, count and certify the conservation laws of gradient flows."""
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    warnings.simplefilter("default")
+
+
+def cache_options(command):
+    """Add --cache-dir and --no-cache to a command."""
+    command = click.option(
+        "--no-cache", is_flag=True, help="Neither read nor write the cache."
+    )(command)
+    return click.option(
+        "--cache-dir", type=click.Path(file_okay=False),
+        envvar="ALGEBRA_CACHE_DIR",
+        help="Cache directory (default: cache/ of the project, or ALGEBRA_CACHE_DIR).",
+    )(command)
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "latex"]), default="text",
+    show_default=True, help="text for people, json for programs, latex for papers.",
+)
+@click.option(
+    "--degree", type=click.IntRange(1, 6), default=2, show_default=True,
+    help="Largest degree of the polynomial law search.",
+)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random points.")
+@click.option("--all-laws", is_flag=True, help="Print every law in text format.")
+@cache_options
+def analyze(model, fmt, degree, seed, all_laws, cache_dir, no_cache):
+    """Find and certify the conservation laws of MODEL (a YAML model file)."""
+    from algebra.analysis import analyze as run
+    from algebra.output import render_latex, render_text
+
+    try:
+        cache = _open_cache(cache_dir, no_cache)
+        report = run(model, degree=degree, seed=seed, cache=cache,
+                     progress=_progress(fmt))
+    except (ProjectError, NotImplementedError) as err:
+        raise _translate(err) from err
+
+    if fmt == "json":
+        click.echo(report.to_json())
+    elif fmt == "latex":
+        click.echo(render_latex(report))
+    else:
+        click.echo(render_text(report, all_laws=all_laws))
+
+
+def _progress(fmt):
+    """A progress callback that writes to stderr on a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(k, count, name):
+        click.echo(f"\r[{k + 1}/{count}] {name[:60]:<60}", err=True, nl=False)
+        if k + 1 == count:
+            click.echo("\r" + " " * 72 + "\r", err=True, nl=False)
+
+    return report
+
