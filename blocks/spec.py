@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 __all__ = ["Layer", "CustomModel", "ModelSpec", "LAYER_OPTIONS", "PARAMETERIZED"]
 
 # Allowed options per layer type, with their defaults.  `None` marks a required
-# option.  Containers (residual, repeat) carry their lists in `Layer.body` and
+# option, except attention's `value_dim` and `out`, which default to `head_dim`
+# and the input width.  Containers (residual, repeat) carry their lists in `Layer.body` and
 # `Layer.shortcut`, not in `options`.
 LAYER_OPTIONS = {
     "linear": {"out": None, "bias": False},
