@@ -58,7 +58,8 @@ def cache_options(command):
         "--no-cache", is_flag=True, help="Neither read nor write the cache."
     )(command)
     return click.option(
-        "--cache-dir", type=click.Path(file_okay=False),
+        "--cache-dir",
+        type=click.Path(file_okay=False),
         envvar="ALGEBRA_CACHE_DIR",
         help="Cache directory (default: cache/ of the project, or ALGEBRA_CACHE_DIR).",
     )(command)
@@ -67,15 +68,23 @@ def cache_options(command):
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "latex"]), default="text",
-    show_default=True, help="text for people, json for programs, latex for papers.",
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "latex"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for programs, latex for papers.",
 )
 @click.option(
-    "--degree", type=click.IntRange(1, 6), default=2, show_default=True,
+    "--degree",
+    type=click.IntRange(1, 6),
+    default=2,
+    show_default=True,
     help="Largest degree of the polynomial law search.",
 )
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the random points.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the random points."
+)
 @click.option("--all-laws", is_flag=True, help="Print every law in text format.")
 @cache_options
 def analyze(model, fmt, degree, seed, all_laws, cache_dir, no_cache):
@@ -85,8 +94,9 @@ def analyze(model, fmt, degree, seed, all_laws, cache_dir, no_cache):
 
     try:
         cache = _open_cache(cache_dir, no_cache)
-        report = run(model, degree=degree, seed=seed, cache=cache,
-                     progress=_progress(fmt))
+        report = run(
+            model, degree=degree, seed=seed, cache=cache, progress=_progress(fmt)
+        )
     except (ProjectError, NotImplementedError) as err:
         raise _translate(err) from err
 
@@ -109,4 +119,3 @@ def _progress(fmt):
             click.echo("\r" + " " * 72 + "\r", err=True, nl=False)
 
     return report
-

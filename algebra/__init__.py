@@ -1,1 +1,22 @@
-"""Conservation laws of gradient flows: fields, brackets, ranks, laws, reports."""
+"""Conservation laws of gradient flows: fields, brackets, ranks, laws, reports.
+
+Examples
+--------
+>>> import algebra
+>>> report = algebra.analyze({"custom": {"parameters": {"x": [2]}, "phi": ["x_0*x_1"]}})
+>>> report.laws, report.status
+(1, 'certified')
+"""
+
+from algebra.analysis import analyze
+from algebra.errors import ArchitectureError, ModelFileError, ProjectError
+from algebra.report import BlockReport, Report
+
+__all__ = [
+    "analyze",
+    "Report",
+    "BlockReport",
+    "ProjectError",
+    "ModelFileError",
+    "ArchitectureError",
+]

@@ -157,4 +157,3 @@ def _certify_group(group, degree, seed):
     d = len(group.variables)
     fields = [gradient_field(p, d) for p in group.components]
     return certify(fields, d, degree, seed)
-

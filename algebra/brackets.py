@@ -51,8 +51,7 @@ def lie_bracket(X, Y):
     for field in (X, Y):
         if not isinstance(field, VectorField):
             raise TypeError(
-                "lie_bracket takes two VectorField objects; "
-                f"got {type(field).__name__}"
+                f"lie_bracket takes two VectorField objects; got {type(field).__name__}"
             )
 
     components = {}

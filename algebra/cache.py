@@ -59,7 +59,9 @@ class GroupCache:
         try:
             self.store = diskcache.Cache(str(self.directory), timeout=60)
         except (OSError, diskcache.Timeout) as err:
-            raise CacheError(f"cannot open the cache at {self.directory}: {err}") from err
+            raise CacheError(
+                f"cannot open the cache at {self.directory}: {err}"
+            ) from err
         self.hits = 0
         self.misses = 0
 
@@ -70,14 +72,18 @@ class GroupCache:
         except Exception as err:  # an unreadable entry: pickle, sqlite, OS errors
             warnings.warn(
                 f"cache entry {key[:12]} unreadable ({type(err).__name__}); "
-                "recomputing it", StaleCacheWarning, stacklevel=2,
+                "recomputing it",
+                StaleCacheWarning,
+                stacklevel=2,
             )
             self._discard(key)
             return None
         if value is not None and not isinstance(value, Certificate):
             warnings.warn(
                 f"cache entry {key[:12]} holds a {type(value).__name__}, not a "
-                "certificate; recomputing it", StaleCacheWarning, stacklevel=2,
+                "certificate; recomputing it",
+                StaleCacheWarning,
+                stacklevel=2,
             )
             self._discard(key)
             value = None

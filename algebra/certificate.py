@@ -95,8 +95,14 @@ def certify(fields, dimension, degree=2, seed=0):
     lower = len(laws)
     status = "certified" if lower == upper else "bounds"
     return Certificate(
-        dimension, trace.rank, laws, status, (lower, upper), trace.depth,
-        trace.closed, note,
+        dimension,
+        trace.rank,
+        laws,
+        status,
+        (lower, upper),
+        trace.depth,
+        trace.closed,
+        note,
     )
 
 

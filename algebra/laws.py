@@ -24,8 +24,8 @@ from algebra.polynomial import Polynomial
 from algebra.rank import (
     PRIME,
     Echelon,
-    modular_nullspace,
     mod_matmul,
+    modular_nullspace,
     random_point,
     rational_reconstruction,
 )

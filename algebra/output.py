@@ -5,7 +5,7 @@ Examples
 >>> from algebra.analysis import analyze
 >>> report = analyze({"custom": {"parameters": {"x": [2]}, "phi": ["x_0*x_1"]}})
 >>> print(render_text(report).splitlines()[0])
-model custom: 2 parameters, 1 law (certified)
+model model: 2 parameters, 1 law (certified)
 """
 
 __all__ = ["render_text", "render_latex"]
@@ -46,12 +46,21 @@ def _table(report):
         status = b.status if b.status == "certified" else f"bounds [{low}, {high}]"
         lie = str(b.lie_dim) if b.complete else "?"
         rows.append(
-            (b.name, b.block.kind, b.block.activation, str(b.parameters), lie,
-             str(low), status)
+            (
+                b.name,
+                b.block.kind,
+                b.block.activation,
+                str(b.parameters),
+                lie,
+                str(low),
+                status,
+            )
         )
     widths = [max(len(r[k]) for r in rows) for k in range(len(header))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-            .rstrip() for row in rows]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
 
 
 def _block_laws(block, all_laws):
@@ -90,8 +99,13 @@ def render_latex(report):
 def _latex(text):
     """Translate compact notation to LaTeX."""
     replacements = {
-        "‖": "\\|", "²": "^2", "−": "-", "·": "\\cdot ", "⟨": "\\langle ",
-        "⟩": "\\rangle ", "_": "\\_",
+        "‖": "\\|",
+        "²": "^2",
+        "−": "-",
+        "·": "\\cdot ",
+        "⟨": "\\langle ",
+        "⟩": "\\rangle ",
+        "_": "\\_",
     }
     for old, new in replacements.items():
         text = text.replace(old, new)

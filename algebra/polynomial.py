@@ -237,7 +237,9 @@ def polynomial_from_sympy(expr, index):
     for exps, coeff in zip(poly.monoms(), poly.coeffs(), strict=True):
         mono = tuple((index[s], e) for s, e in zip(symbols, exps, strict=True) if e)
         value = Fraction(int(coeff.numerator), int(coeff.denominator))
-        terms[tuple(sorted(mono))] = value.numerator if value.denominator == 1 else value
+        terms[tuple(sorted(mono))] = (
+            value.numerator if value.denominator == 1 else value
+        )
     return Polynomial(terms)
 
 

@@ -72,7 +72,13 @@ def certify_products(group):
     laws = tuple(_law(labels == k, sign) for k in range(labels.max() + 1))
     rank = d - len(laws)
     return Certificate(
-        d, rank, laws, "certified", (len(laws), d - rank), 1, True,
+        d,
+        rank,
+        laws,
+        "certified",
+        (len(laws), d - rank),
+        1,
+        True,
         "rank from a triangular spanning forest of the products; laws verified "
         "on every product",
     )

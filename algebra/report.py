@@ -20,7 +20,13 @@ import sympy
 
 from algebra.rank import PRIME, Echelon, random_point
 
-__all__ = ["BlockReport", "Report", "joint_law_count", "symbol_name", "EXPRESSION_LIMIT"]
+__all__ = [
+    "BlockReport",
+    "Report",
+    "joint_law_count",
+    "symbol_name",
+    "EXPRESSION_LIMIT",
+]
 
 # Blocks whose laws have more terms than this get compact notation only in JSON.
 EXPRESSION_LIMIT = 20_000
@@ -81,7 +87,7 @@ class BlockReport:
 
     @property
     def lie_dim(self):
-        """dim Lie(V)(theta) at a random point: the sum over groups."""
+        """Dim Lie(V)(theta) at a random point: the sum over groups."""
         return sum(cert.lie_dim for cert, _ in self.instances)
 
     @property
@@ -116,7 +122,9 @@ class BlockReport:
 
     def law_terms(self):
         """The total number of terms of the laws."""
-        terms = sum(len(law.terms) * 1 for cert, _ in self.instances for law in cert.laws)
+        terms = sum(
+            len(law.terms) * 1 for cert, _ in self.instances for law in cert.laws
+        )
         return terms + len(self.free)
 
     def symbols(self):

@@ -78,7 +78,10 @@ def _conv_entries(attrs, out_features, in_features):
     ins = np.arange(c_in) if in_features is None else np.asarray(in_features)
 
     pos, off, src = _conv_triples(
-        tuple(in_shape[1:]), tuple(out_shape[1:]), tuple(kernel), tuple(stride),
+        tuple(in_shape[1:]),
+        tuple(out_shape[1:]),
+        tuple(kernel),
+        tuple(stride),
         tuple(padding),
     )
     n_out_pos, n_in_pos = math.prod(out_shape[1:]), math.prod(in_shape[1:])
@@ -101,11 +104,13 @@ def _conv_triples(in_sizes, out_sizes, kernel, stride, padding):
                 for p, s, k, pad in zip(pos, stride, off, padding, strict=True)
             ]
             if all(0 <= x < n for x, n in zip(src, in_sizes, strict=True)):
-                triples.append((
-                    np.ravel_multi_index(pos, out_sizes),
-                    np.ravel_multi_index(off, kernel),
-                    np.ravel_multi_index(src, in_sizes),
-                ))
+                triples.append(
+                    (
+                        np.ravel_multi_index(pos, out_sizes),
+                        np.ravel_multi_index(off, kernel),
+                        np.ravel_multi_index(src, in_sizes),
+                    )
+                )
     if not triples:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty

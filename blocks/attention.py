@@ -51,10 +51,12 @@ def head_parametrization(block, graph, expand_limit=HEAD_EXPAND_LIMIT):
     polys = []
     for i in range(left[0]):
         for o in range(right[0]):
-            poly = Polynomial({
-                ((i * inner + j, 1), (offset + _right_var(block, o, j), 1)): 1
-                for j in range(inner)
-            })
+            poly = Polynomial(
+                {
+                    ((i * inner + j, 1), (offset + _right_var(block, o, j), 1)): 1
+                    for j in range(inner)
+                }
+            )
             polys.append(poly)
     return group_components(polys, block.dimension)
 

@@ -34,8 +34,15 @@ __all__ = ["build_graph", "ELEMENTWISE", "parameter_count"]
 
 ELEMENTWISE = frozenset(
     {
-        "relu", "leaky_relu", "relu_power", "square", "identity",
-        "tanh", "sigmoid", "gelu", "silu",
+        "relu",
+        "leaky_relu",
+        "relu_power",
+        "square",
+        "identity",
+        "tanh",
+        "sigmoid",
+        "gelu",
+        "silu",
     }
 )
 MAX_PARAMETERS = 2_000_000_000
@@ -62,11 +69,18 @@ def build_graph(spec):
     """
     graph = nx.DiGraph(name=spec.name, source=spec.source)
     graph.add_node(
-        "input", kind="input", layer=None, in_shape=(), out_shape=tuple(spec.input),
-        params={}, path="input",
+        "input",
+        kind="input",
+        layer=None,
+        in_shape=(),
+        out_shape=tuple(spec.input),
+        params={},
+        path="input",
     )
     builder = _Builder(graph, spec.source)
-    last, _ = builder.add_sequence(spec.layers, "input", tuple(spec.input), "", "layers")
+    last, _ = builder.add_sequence(
+        spec.layers, "input", tuple(spec.input), "", "layers"
+    )
     graph.graph["output"] = last
 
     total = parameter_count(graph)
@@ -115,7 +129,10 @@ class _Builder:
         if layer.type == "repeat":
             for i in range(layer.option("times")):
                 previous, shape = self.add_sequence(
-                    layer.body, previous, shape, f"{prefix}{layer.name}.{i}.",
+                    layer.body,
+                    previous,
+                    shape,
+                    f"{prefix}{layer.name}.{i}.",
                     f"{path}.body",
                 )
             return previous, shape
@@ -125,8 +142,13 @@ class _Builder:
         params, out_shape = _SHAPES[layer.type](self, layer, shape, path)
         node = prefix + layer.name
         self.graph.add_node(
-            node, kind=layer.type, layer=layer, in_shape=shape, out_shape=out_shape,
-            params={f"{node}.{p}": s for p, s in params.items()}, path=path,
+            node,
+            kind=layer.type,
+            layer=layer,
+            in_shape=shape,
+            out_shape=out_shape,
+            params={f"{node}.{p}": s for p, s in params.items()},
+            path=path,
         )
         roles = ("query", "key", "value") if layer.type == "attention" else ("input",)
         self.graph.add_edge(previous, node, roles=roles)
@@ -142,15 +164,22 @@ class _Builder:
         )
         if body_shape != skip_shape:
             self.fail(
-                layer, path, f"a body of output shape {list(body_shape)} and a skip "
+                layer,
+                path,
+                f"a body of output shape {list(body_shape)} and a skip "
                 f"path of shape {list(skip_shape)}",
                 "equal shapes (add a shortcut projection)",
             )
 
         node = prefix + layer.name
         self.graph.add_node(
-            node, kind="add", layer=layer, in_shape=shape, out_shape=body_shape,
-            params={}, path=path,
+            node,
+            kind="add",
+            layer=layer,
+            in_shape=shape,
+            out_shape=body_shape,
+            params={},
+            path=path,
         )
         self.graph.add_edge(body_end, node, roles=("body",))
         self.graph.add_edge(skip_end, node, roles=("skip",))
@@ -174,7 +203,9 @@ def _conv(builder, layer, shape, path):
     axes = 1 if layer.type == "conv1d" else 2
     if len(shape) != axes + 1:
         builder.fail(
-            layer, path, f"input shape {list(shape)}",
+            layer,
+            path,
+            f"input shape {list(shape)}",
             f"[channels, {'length' if axes == 1 else 'height, width'}]",
         )
     kernel, stride, padding = (layer.option(k) for k in ("kernel", "stride", "padding"))
@@ -183,7 +214,9 @@ def _conv(builder, layer, shape, path):
         size = (n + 2 * p - k) // s + 1
         if size < 1:
             builder.fail(
-                layer, path, f"kernel {k} on an input of size {n} with padding {p}",
+                layer,
+                path,
+                f"kernel {k} on an input of size {n} with padding {p}",
                 "a kernel no larger than the padded input",
             )
         sizes.append(size)
@@ -226,8 +259,10 @@ def _attention(builder, layer, shape, path):
     }
     if layer.option("bias"):
         params.update(
-            query_bias=(heads, key_dim), key_bias=(heads, key_dim),
-            value_bias=(heads, value_dim), output_bias=(out,),
+            query_bias=(heads, key_dim),
+            key_bias=(heads, key_dim),
+            value_bias=(heads, value_dim),
+            output_bias=(out,),
         )
     return params, (shape[0], out)
 
@@ -235,7 +270,8 @@ def _attention(builder, layer, shape, path):
 def _swiglu(builder, layer, shape, path):
     hidden, out = layer.option("hidden"), layer.option("out")
     params = {
-        "gate": (hidden, shape[-1]), "value": (hidden, shape[-1]),
+        "gate": (hidden, shape[-1]),
+        "value": (hidden, shape[-1]),
         "output": (out, hidden),
     }
     if layer.option("bias"):

@@ -26,9 +26,9 @@ import math
 
 import numpy as np
 
+from algebra.polynomial import Polynomial
 from blocks._maps import bias_entries, channel_of_units, weight_entries
 from blocks.block import Parametrization, PolynomialGroup, ProductGroup
-from algebra.polynomial import Polynomial
 
 __all__ = ["pair_parametrization", "ACTIVATION_DEGREE", "EXPAND_LIMIT"]
 
@@ -81,9 +81,7 @@ def pair_parametrization(block, graph, expand_limit=EXPAND_LIMIT):
         return _expanded(block, first, second, degree, per_unit)
     if degree == 1 and per_unit and _channels_align(first, second):
         return _products(block, first, second)
-    return Parametrization(
-        (), note=f"phi has about {terms} terms; too large to expand"
-    )
+    return Parametrization((), note=f"phi has about {terms} terms; too large to expand")
 
 
 def _offsets(block):

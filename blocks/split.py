@@ -103,7 +103,9 @@ def _make_pair(graph, first, second, activations):
         layer = graph.nodes[activations[0]]["layer"]
         activation, options = layer.type, layer.options
     params = list(graph.nodes[first]["params"].items())
-    params.append((f"{second}.weight", graph.nodes[second]["params"][f"{second}.weight"]))
+    params.append(
+        (f"{second}.weight", graph.nodes[second]["params"][f"{second}.weight"])
+    )
     kind = "residual" if _is_residual_body(graph, first, second) else "pair"
     return Block(
         f"{first}+{second}", kind, (first, second), tuple(params), activation, options
@@ -139,10 +141,14 @@ def _attention_heads(graph, node):
             ("vo", "value", "output", (1, h * value_dim, (h + 1) * value_dim)),
         ):
             names = (f"{node}.{first}", f"{node}.{second}")
-            blocks.append(Block(
-                f"{node}.head{h}.{kind}", f"attention_{kind}", (node,),
-                tuple((name, params[name]) for name in names),
-                options=(("head", h),),
-                views=((0, h, h + 1), view),
-            ))
+            blocks.append(
+                Block(
+                    f"{node}.head{h}.{kind}",
+                    f"attention_{kind}",
+                    (node,),
+                    tuple((name, params[name]) for name in names),
+                    options=(("head", h),),
+                    views=((0, h, h + 1), view),
+                )
+            )
     return blocks
