@@ -8,7 +8,6 @@ Examples
 (1, 'certified')
 """
 
-from algebra.analysis import analyze
 from algebra.errors import ArchitectureError, ModelFileError, ProjectError
 from algebra.report import BlockReport, Report
 
@@ -20,3 +19,13 @@ __all__ = [
     "ModelFileError",
     "ArchitectureError",
 ]
+
+
+def __getattr__(name):
+    # `analyze` is imported on first use: blocks/ imports algebra.errors, and an
+    # eager import of algebra.analysis here would close an import cycle.
+    if name == "analyze":
+        from algebra.analysis import analyze
+
+        return analyze
+    raise AttributeError(f"module 'algebra' has no attribute {name!r}")

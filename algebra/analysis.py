@@ -17,9 +17,12 @@ import hashlib
 import logging
 import time
 
+import sympy
+
 from algebra.certificate import Certificate, certify
 from algebra.fields import gradient_field
 from algebra.products import certify_products
+from algebra.sampled import certify_sampled
 from algebra.report import BlockReport, Report, joint_law_count
 from blocks.block import Parametrization, ProductGroup
 from blocks.custom import custom_parametrization
@@ -107,6 +110,9 @@ def analyze_block(block, param, memo):
     """
     start = time.perf_counter()
     instances = [(memo.certify(group), group.variables) for group in param.groups]
+    if param.symbolic:
+        variables = tuple(range(block.dimension))
+        instances.append((memo.certify(_SymbolicGroup(param.symbolic)), variables))
     elapsed = time.perf_counter() - start
     logger.debug("block %s: %d groups in %.2fs", block.name, len(instances), elapsed)
     return BlockReport(
@@ -147,8 +153,25 @@ class _GroupMemo:
         return result
 
 
+class _SymbolicGroup:
+    """A block given by g(theta, x), keyed by the canonical form of g."""
+
+    def __init__(self, model):
+        self.model = model
+
+    @property
+    def signature(self):
+        names = {p: f"t{k}" for k, p in enumerate(self.model.parameters)}
+        names.update({x: f"x{k}" for k, x in enumerate(self.model.inputs)})
+        renamed = [e.xreplace({s: sympy.Symbol(n) for s, n in names.items()})
+                   for e in self.model.outputs]
+        return ("sampled", len(self.model.parameters), sympy.srepr(renamed))
+
+
 def _certify_group(group, degree, seed):
     """Certify one group in its local variables."""
+    if isinstance(group, _SymbolicGroup):
+        return certify_sampled(group.model, degree, seed)
     if isinstance(group, ProductGroup):
         try:
             return certify_products(group)

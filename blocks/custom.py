@@ -13,6 +13,7 @@ from algebra.polynomial import polynomial_from_sympy
 from blocks.block import Block, Parametrization
 from blocks.model_file import parse_phi
 from blocks.pairs import group_components
+from blocks.symbolic import BlockModel
 
 __all__ = ["custom_parametrization"]
 
@@ -29,13 +30,14 @@ def custom_parametrization(custom):
     -------
     tuple of (Block, Parametrization)
         When a component is not a polynomial with rational coefficients, the
-        parametrization has no groups and keeps the sympy form in ``symbolic``.
+        parametrization has no groups and holds phi as a `BlockModel` (outputs
+        phi, no inputs) in ``symbolic``, for the sampled-gradient path.
     """
     block = Block("custom", "custom", (), tuple(custom.parameters))
     symbols, exprs = parse_phi(custom)
     index = {s: k for k, s in enumerate(symbols)}
     polys = [polynomial_from_sympy(e, index) for e in exprs]
     if any(p is None for p in polys):
-        note = "phi is not polynomial: no exact certificate"
-        return block, Parametrization((), note=note, symbolic=(symbols, exprs))
+        model = BlockModel(list(symbols), [], list(exprs))
+        return block, Parametrization((), symbolic=model)
     return block, group_components([p for p in polys if p], block.dimension)

@@ -74,7 +74,7 @@ def pair_parametrization(block, graph, expand_limit=EXPAND_LIMIT):
     Parametrization
     """
     degree, per_unit = activation_degree(block)
-    first, second = (graph.nodes[n] for n in block.layers)
+    first, second = (graph.nodes[n] for n in (block.layers[0], block.layers[-1]))
     hidden = math.prod(first["out_shape"])
     terms = hidden * first["in_shape"][-1] ** degree * second["out_shape"][-1]
     if terms <= expand_limit:
@@ -95,7 +95,7 @@ def _expanded(block, first, second, degree, per_unit):
     starts = dict(zip(names, _offsets(block), strict=True))
     units = _unit_inputs(first, starts, block.layers[0])
     out_flat, hid_flat, var = weight_entries(second)
-    var = var + starts[f"{block.layers[1]}.weight"]
+    var = var + starts[f"{block.layers[-1]}.weight"]
 
     components = {}
     powers = {}

@@ -14,13 +14,35 @@ Examples
 """
 
 from blocks.attention import head_parametrization
-from blocks.pairs import pair_parametrization
+from blocks.block import Parametrization
+from blocks.pairs import ACTIVATION_DEGREE, pair_parametrization
+from blocks.symbolic import block_model
 
-__all__ = ["parametrize"]
+__all__ = ["parametrize", "symbolic_parametrization"]
+
+def symbolic_parametrization(block, graph):
+    """Describe a block by its output g(theta, x), for the sampled-gradient path."""
+    names = [name for name, _ in block.parameters]
+    model = block_model(graph, block.layers, names)
+    return Parametrization((), note="", symbolic=model)
+
+
+def _pair(block, graph):
+    polynomial = block.activation in ACTIVATION_DEGREE or block.activation == (
+        "relu_power"
+    )
+    if polynomial:
+        return pair_parametrization(block, graph)
+    return symbolic_parametrization(block, graph)
+
 
 _BUILDERS = {
-    "pair": pair_parametrization,
-    "residual": pair_parametrization,
+    "pair": _pair,
+    "residual": _pair,
+    "affine_pair": symbolic_parametrization,
+    "normalization": symbolic_parametrization,
+    "softmax": symbolic_parametrization,
+    "swiglu": symbolic_parametrization,
     "attention_qk": head_parametrization,
     "attention_vo": head_parametrization,
 }

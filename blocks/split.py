@@ -39,6 +39,9 @@ AFFINE = frozenset({"linear", "conv1d", "conv2d"})
 RESHAPES = frozenset({"flatten"})
 
 
+NORMALIZATIONS = frozenset({"layernorm", "batchnorm"})
+
+
 def split_into_blocks(graph):
     """Find the standalone blocks of a model graph.
 
@@ -56,12 +59,39 @@ def split_into_blocks(graph):
     for node in nx.topological_sort(graph):
         kind = graph.nodes[node]["kind"]
         if kind in AFFINE:
-            pair = _pair_from(graph, node)
-            if pair is not None:
-                blocks.append(pair)
+            block = _feeding_block(graph, node) or _pair_from(graph, node)
+        elif kind in NORMALIZATIONS:
+            block = _pair_from(graph, node) if _params(graph, node) else None
+        elif kind == "swiglu":
+            block = Block(node, "swiglu", (node,), _params(graph, node))
         elif kind == "attention":
             blocks.extend(_attention_heads(graph, node))
+            continue
+        else:
+            continue
+        if block is not None:
+            blocks.append(block)
     return blocks
+
+
+def _params(graph, node):
+    return tuple(graph.nodes[node]["params"].items())
+
+
+def _feeding_block(graph, node):
+    """A layer feeding a normalization or a softmax output, as one block."""
+    successors = list(graph.successors(node))
+    if len(successors) != 1 or graph.in_degree(successors[0]) != 1:
+        return None
+    (after,) = successors
+    kind = graph.nodes[after]["kind"]
+    if kind in NORMALIZATIONS:
+        name = "normalization"
+    elif kind == "softmax" and graph.out_degree(after) == 0:
+        name = "softmax"
+    else:
+        return None
+    return Block(f"{node}+{after}", name, (node, after), _params(graph, node))
 
 
 def unblocked_parameters(graph, blocks):
@@ -76,13 +106,18 @@ def unblocked_parameters(graph, blocks):
 
 
 def _pair_from(graph, first):
-    """Return the pair block that starts at `first`, or None."""
-    node, activations = first, []
+    """Return the pair block that starts at `first`, or None.
+
+    `first` is a linear or convolutional layer, or a normalization with affine
+    parameters (its scale and shift pair with the next layer).
+    """
+    node, activations, chain = first, [], [first]
     while True:
         successors = list(graph.successors(node))
         if len(successors) != 1 or graph.in_degree(successors[0]) != 1:
             return None
         node = successors[0]
+        chain.append(node)
         kind = graph.nodes[node]["kind"]
         if kind in AFFINE:
             break
@@ -93,11 +128,12 @@ def _pair_from(graph, first):
     if len(activations) > 1:
         return None
 
-    return _make_pair(graph, first, node, activations)
+    return _make_pair(graph, tuple(chain), activations)
 
 
-def _make_pair(graph, first, second, activations):
+def _make_pair(graph, chain, activations):
     """Build the Block of a pair of layers joined through `activations`."""
+    first, second = chain[0], chain[-1]
     activation, options = "identity", ()
     if activations:
         layer = graph.nodes[activations[0]]["layer"]
@@ -107,9 +143,9 @@ def _make_pair(graph, first, second, activations):
         (f"{second}.weight", graph.nodes[second]["params"][f"{second}.weight"])
     )
     kind = "residual" if _is_residual_body(graph, first, second) else "pair"
-    return Block(
-        f"{first}+{second}", kind, (first, second), tuple(params), activation, options
-    )
+    if graph.nodes[first]["kind"] in NORMALIZATIONS:
+        kind = "affine_pair"
+    return Block(f"{first}+{second}", kind, chain, tuple(params), activation, options)
 
 
 def _is_residual_body(graph, first, second):
