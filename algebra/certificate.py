@@ -88,12 +88,18 @@ def certify(fields, dimension, degree=2, seed=0):
     if upper > 0:
         try:
             found = find_polynomial_laws(fields, dimension, degree, seed)
+            found = [h.primitive() for h in found]
             laws = tuple(select_independent(found, dimension, seed))
         except NotImplementedError as err:
             note = f"law search skipped: {err}"
 
     lower = len(laws)
     status = "certified" if lower == upper else "bounds"
+    if status == "bounds" and not note.startswith("law search skipped"):
+        note = (
+            f"no polynomial law of degree <= {degree} beyond the {lower} found; "
+            f"the upper end {upper} comes from the exact rank"
+        )
     return Certificate(
         dimension,
         trace.rank,

@@ -124,6 +124,24 @@ class Polynomial:
                     break
         return Polynomial(terms)
 
+    def primitive(self):
+        """Scale to coprime integer coefficients, keeping the sign.
+
+        Examples
+        --------
+        >>> from fractions import Fraction
+        >>> str(Polynomial({((0, 2),): 1, ((1, 2),): Fraction(-1, 2)}).primitive())
+        '2*x0**2 - x1**2'
+        """
+        import math
+
+        denominators = [Fraction(c).denominator for c in self.terms.values()]
+        scale = math.lcm(*denominators) if denominators else 1
+        integers = [int(Fraction(c) * scale) for c in self.terms.values()]
+        divisor = math.gcd(*integers) if integers else 1
+        factor = Fraction(scale, divisor or 1)
+        return Polynomial({m: int(Fraction(c) * factor) for m, c in self.terms.items()})
+
     def variables(self):
         """Return the set of variables that occur."""
         return frozenset(v for mono in self.terms for v, _ in mono)
@@ -196,10 +214,10 @@ class Polynomial:
         parts = []
         for mono, c in sorted(self.terms.items()):
             factors = [f"x{v}" + (f"**{e}" if e > 1 else "") for v, e in mono]
-            sign = "-" if c == -1 and mono else ""
-            shown = [] if abs(c) == 1 and mono else [str(c)]
-            parts.append(sign + "*".join(shown + factors))
-        return " + ".join(parts)
+            shown = [] if abs(c) == 1 and mono else [str(abs(c))]
+            parts.append(("-" if c < 0 else "+", "*".join(shown + factors)))
+        text = " ".join(f"{sign} {body}" for sign, body in parts)
+        return text[2:] if text.startswith("+ ") else "-" + text[2:]
 
     __repr__ = __str__
 

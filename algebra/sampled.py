@@ -73,6 +73,8 @@ def certify_sampled(model, degree=2, seed=0):
     status = "certified" if clear and len(laws) == D - rank else "bounds"
     note = "floating rank of sampled gradients, trusted with a margin of "
     note += f"{MARGIN:g}" if clear else "NO clear margin (not certified)"
+    if clear and len(laws) < D - rank:
+        note += f"; no polynomial law of degree <= {degree} beyond the {len(laws)} found"
     return Certificate(D, rank, laws, status, (len(laws), D - rank), 1, True, note)
 
 
@@ -143,7 +145,7 @@ def _homogeneous_candidates(gradient, monomials, shape, rng):
     _, sigma, vt = np.linalg.svd(M / scale)
     null = vt[np.sum(sigma > 1e-9 * sigma[0]) :] / scale
     lifted = (_lift(row, monomials) for row in _reduced_basis(null))
-    return [h for h in lifted if h is not None]
+    return [h.primitive() for h in lifted if h is not None]
 
 
 def _monomial_gradients(monomials, theta):
