@@ -209,7 +209,7 @@ LOSSES = {"squared": squared_loss, "cross_entropy": cross_entropy_loss}
 
 
 def _initial_values(rng, name, shape):
-    """Initial values of one parameter tensor, read off its name and shape."""
+    """Draw one parameter tensor; its name and shape say how."""
     suffix = name.rsplit(".", 1)[-1]
     if len(shape) == 1 and suffix == "weight":
         return 1.0 + 0.1 * rng.standard_normal(shape)
@@ -279,7 +279,7 @@ def _backward_node(attrs, views, ctx, dy, grads):
 
 
 def _own(attrs, views):
-    """The node's parameters, keyed by their suffix (``weight``, ``query``...)."""
+    """Return the node's parameters, keyed by suffix (``weight``, ``query``...)."""
     return {name.rsplit(".", 1)[-1]: views[name] for name in attrs["params"]}
 
 
@@ -335,7 +335,9 @@ def _conv_backward(p, xp, dy, attrs):
     grads = {"weight": dweight}
     if "bias" in p:
         grads["bias"] = dy.sum(axis=axes)
-    inner = tuple(slice(q, q + n) for q, n in zip(padding, attrs["in_shape"][1:]))
+    inner = tuple(
+        slice(q, q + n) for q, n in zip(padding, attrs["in_shape"][1:], strict=True)
+    )
     return dxp[(slice(None), slice(None)) + inner], grads
 
 
