@@ -119,3 +119,117 @@ def _progress(fmt):
             click.echo("\r" + " " * 72 + "\r", err=True, nl=False)
 
     return report
+
+
+class SeveralValuesCommand(click.Command):
+    """A command whose ``--lr`` takes several values: ``--lr 1e-3 3e-3 1e-2``."""
+
+    several = ("--lr",)
+
+    def parse_args(self, ctx, args):
+        """Rewrite ``--lr a b c`` as ``--lr a --lr b --lr c``, then parse."""
+        rewritten, current = [], None
+        for arg in args:
+            if current is not None and _is_number(arg):
+                rewritten.extend([current, arg])
+                continue
+            current = arg if arg in self.several else None
+            if current is None:
+                rewritten.append(arg)
+        if current is not None:
+            rewritten.append(current)
+        return super().parse_args(ctx, rewritten)
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@main.command(cls=SeveralValuesCommand)
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "--optimizer",
+    type=click.Choice(["sgd", "gd", "momentum", "adam"]),
+    default="sgd",
+    show_default=True,
+    help="gd uses every sample at each step; sgd, momentum and adam draw a batch.",
+)
+@click.option(
+    "--lr",
+    "learning_rates",
+    type=click.FloatRange(min=0, min_open=True),
+    multiple=True,
+    help="Learning rates, one or several: --lr 1e-4 3e-4 1e-3 (the default).",
+)
+@click.option("--steps", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--seeds", type=click.IntRange(1, 1000), default=3, show_default=True)
+@click.option(
+    "--samples",
+    type=click.IntRange(1, 10_000_000),
+    default=256,
+    show_default=True,
+    help="Synthetic samples (ignored with --data).",
+)
+@click.option(
+    "--loss",
+    type=click.Choice(["squared", "cross_entropy"]),
+    default="squared",
+    show_default=True,
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="lambda; also reports the drift of exp(p lambda t) h.",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False),
+    help="An .npz file with arrays X and y instead of synthetic data.",
+)
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG here.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "numpy", "torch"]),
+    default="auto",
+    show_default=True,
+    help="auto trains with torch when it is installed, else numpy.",
+)
+@cache_options
+def drift(model, learning_rates, fmt, plot, cache_dir, no_cache, **settings):
+    """Train MODEL with finite steps and measure how far its laws drift."""
+    from algebra.drift import DEFAULT_LEARNING_RATES, DataError, measure_drift
+
+    try:
+        report = measure_drift(
+            model,
+            learning_rates=learning_rates or DEFAULT_LEARNING_RATES,
+            cache=_open_cache(cache_dir, no_cache),
+            **settings,
+        )
+    except DataError as err:
+        raise InputError(str(err)) from err
+    except (ProjectError, NotImplementedError, ImportError) as err:
+        raise _translate(err) from err
+
+    click.echo(report.to_json() if fmt == "json" else report.to_text())
+    if plot:
+        from algebra.drift import plot_drift
+
+        try:
+            plot_drift(report, plot)
+        except ImportError as err:
+            raise click.ClickException(str(err)) from err

@@ -45,6 +45,11 @@ momentum and adam draw a batch without replacement at each step. Synthetic data
 are standard normal inputs with standard normal targets (squared loss) or
 uniform labels (cross-entropy).
 
+The exponent is 2 in the limit of small ``steps * tau``. Over a finite run the
+trajectory itself moves, and the sum of the per-step changes ``tau^2 q(theta_k)``
+follows it: on the mlp example with 50 sgd steps the fit gives about 1.95 over
+1e-4 .. 1e-3 (the default learning rates) and about 1.65 over 1e-3 .. 1e-2.
+
 A law whose initial value is tiny compared with its terms would make the ratio
 meaningless: the denominator is ``max(|h(theta_0)|, 1e-3 m)``, where m is the sum
 of the absolute values of the law's terms at theta_0.
@@ -72,7 +77,7 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
-DEFAULT_LEARNING_RATES = (1e-3, 3e-3, 1e-2)
+DEFAULT_LEARNING_RATES = (1e-4, 3e-4, 1e-3)
 MOMENTUM = 0.9
 BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -450,10 +455,10 @@ def measure_drift(
         optimizer, learning_rates, steps, batch, seeds, samples, loss, weight_decay
     )
     graph, laws, name = _model_and_laws(source, cache)
-    trainer = _make_trainer(backend, graph, laws)
     input_shape = graph.nodes["input"]["out_shape"]
     output_shape = graph.nodes[graph.graph["output"]]["out_shape"]
     loaded = None if data is None else load_data(data, input_shape, output_shape, loss)
+    trainer = _make_trainer(backend, graph, laws)
 
     runs = {lr: [] for lr in learning_rates}
     for seed in range(seeds):
@@ -722,6 +727,12 @@ class DriftReport:
                 key: self.exponent(key, corrected=True) for key in ("final", "maximum")
             }
         return result
+
+    def to_json(self, indent=2):
+        """Return the JSON text of `to_dict`."""
+        import json
+
+        return json.dumps(self.to_dict(), indent=indent)
 
     def _row_dict(self, row):
         entry = {
