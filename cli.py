@@ -4,6 +4,7 @@ Only this module turns the project's errors into click exceptions: a malformed
 model file prints one line and exits with status 2; other failures exit with 1.
 """
 
+import json
 import logging
 import sys
 import warnings
@@ -86,26 +87,49 @@ def cache_options(command):
     "--seed", type=int, default=0, show_default=True, help="Seed of the random points."
 )
 @click.option("--all-laws", is_flag=True, help="Print every law in text format.")
+@click.option(
+    "--global",
+    "whole",
+    is_flag=True,
+    help="Also analyse the whole network as one block (small networks) and "
+    "report the laws that the blocks miss.",
+)
+@click.option(
+    "--positive",
+    is_flag=True,
+    help="With --global: take the point with every parameter positive.",
+)
 @cache_options
-def analyze(model, fmt, degree, seed, all_laws, cache_dir, no_cache):
+def analyze(model, fmt, degree, seed, all_laws, whole, positive, cache_dir, no_cache):
     """Find and certify the conservation laws of MODEL (a YAML model file)."""
     from algebra.analysis import analyze as run
-    from algebra.output import render_latex, render_text
+    from algebra.output import render_latex, render_text, render_whole
 
     try:
         cache = _open_cache(cache_dir, no_cache)
-        report = run(
-            model, degree=degree, seed=seed, cache=cache, progress=_progress(fmt)
-        )
+        if whole:
+            from algebra.whole import analyze_whole
+
+            result = analyze_whole(model, degree, seed, positive, cache)
+            report = result.report
+        else:
+            report = run(
+                model, degree=degree, seed=seed, cache=cache, progress=_progress(fmt)
+            )
     except (ProjectError, NotImplementedError) as err:
         raise _translate(err) from err
 
     if fmt == "json":
-        click.echo(report.to_json())
+        data = report.to_dict()
+        if whole:
+            data["global"] = result.to_dict()
+        click.echo(json.dumps(data, indent=2))
     elif fmt == "latex":
         click.echo(render_latex(report))
     else:
         click.echo(render_text(report, all_laws=all_laws))
+        if whole:
+            click.echo(render_whole(result))
 
 
 def _progress(fmt):

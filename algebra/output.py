@@ -8,7 +8,7 @@ Examples
 model model: 2 parameters, 1 law (certified)
 """
 
-__all__ = ["render_text", "render_latex"]
+__all__ = ["render_text", "render_latex", "render_whole"]
 
 LAWS_SHOWN = 8
 
@@ -110,3 +110,20 @@ def _latex(text):
     for old, new in replacements.items():
         text = text.replace(old, new)
     return text
+
+
+def render_whole(result):
+    """Return the text of the global analysis (``--global``)."""
+    low, high = result.bounds
+    bounds = "" if low == high else f" [{low}, {high}]"
+    lines = [
+        "",
+        f"whole network as one block: {low} laws ({result.status}{bounds}); "
+        f"{result.block.note}",
+    ]
+    if result.missed:
+        lines.append(f"laws the blocks miss ({len(result.missed)}):")
+        lines.extend(f"  {law}" for law in result.missed)
+    else:
+        lines.append("the blocks miss no law")
+    return "\n".join(lines)

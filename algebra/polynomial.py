@@ -181,6 +181,16 @@ class Polynomial:
             total += value
         return total % prime
 
+    def evaluate(self, point):
+        """Evaluate at a floating-point point."""
+        total = 0.0
+        for mono, c in self.terms.items():
+            value = float(c)
+            for v, e in mono:
+                value *= point[v] ** e
+            total += value
+        return total
+
     def directional_mod(self, point, direction, prime):
         """Return ``grad p(point) . direction`` modulo a prime."""
         total = 0

@@ -1,0 +1,182 @@
+"""The whole network as one block: phi from the activation patterns it realizes.
+
+For ``algebra-cli analyze --global``. Each piecewise activation unit u is written
+``a_u * s_u`` (``a_u * s_u^k`` for relu_power) with an activity factor a_u. At a
+random point theta_0, the patterns of activity that inputs actually realize are
+found by evaluating the network on many random inputs; on each realized pattern g
+is a polynomial in x, whose coefficients are components of phi. Unlike the pair
+blocks, which take every pattern of one hidden layer as realizable, this sees the
+constraints deep networks put on patterns (a unit that is active exactly when
+another one is).
+
+Notes
+-----
+Only small networks of linear and convolutional layers, element-wise polynomial or
+piecewise-linear activations, reshapes, average pooling and residual additions are
+handled; other layers raise NotImplementedError.
+
+Examples
+--------
+>>> from blocks.model_file import load_model
+>>> from blocks.graph import build_graph
+>>> graph = build_graph(load_model({"input": [1], "layers": [
+...     {"type": "linear", "name": "a", "out": 1}, {"type": "relu"},
+...     {"type": "linear", "name": "b", "out": 1}]}))
+>>> block, param = network_parametrization(graph, seed=0)
+>>> block.dimension, [str(p) for g in param.groups for p in g.components]
+(2, ['x0*x1'])
+"""
+
+import math
+
+import networkx as nx
+import numpy as np
+import sympy
+
+from algebra.polynomial import polynomial_from_sympy
+from blocks.block import Block, Parametrization
+from blocks.pairs import group_components
+from blocks.symbolic import _conv, _flatten, _linear, _tensor
+
+__all__ = ["network_parametrization", "MAX_NETWORK_PARAMETERS", "SAMPLES"]
+
+MAX_NETWORK_PARAMETERS = 200
+SAMPLES = 20000
+PIECEWISE = {"relu": 0.0, "leaky_relu": None, "relu_power": 0.0}
+
+
+def network_parametrization(graph, seed=0, positive=False):
+    """Build phi of the whole network from its realized activation patterns.
+
+    Parameters
+    ----------
+    graph : networkx.DiGraph
+        The model graph.
+    seed : int
+        Seed of the point theta_0 and of the sampled inputs.
+    positive : bool
+        Draw theta_0 with every entry positive (a region of parameter space
+        where the counts may differ from a random point's).
+
+    Returns
+    -------
+    tuple of (Block, Parametrization)
+
+    Raises
+    ------
+    NotImplementedError
+        For networks over `MAX_NETWORK_PARAMETERS` parameters or with layers the
+        pattern analysis does not know.
+    """
+    params = tuple(
+        (name, shape)
+        for node in nx.topological_sort(graph)
+        for name, shape in graph.nodes[node]["params"].items()
+    )
+    D = sum(math.prod(s) for _, s in params)
+    if D > MAX_NETWORK_PARAMETERS:
+        raise NotImplementedError(
+            f"the whole network has {D} parameters; --global handles at most "
+            f"{MAX_NETWORK_PARAMETERS}: analyse it block by block"
+        )
+
+    forward = _Forward(graph, params)
+    patterns = forward.realized_patterns(seed, positive)
+    polys = forward.components(patterns)
+    block = Block("global", "global", tuple(graph.nodes), params)
+    param = group_components(polys, D)
+    note = f"{len(patterns)} activation pattern(s) realized at the point"
+    return block, Parametrization(param.groups, param.free, note=note)
+
+
+class _Forward:
+    """A symbolic forward pass with one activity symbol per piecewise unit."""
+
+    def __init__(self, graph, params):
+        self.graph = graph
+        self.tensors = {name: _tensor(name, shape) for name, shape in params}
+        self.theta = [s for name, _ in params for s in self.tensors[name].ravel()]
+        self.x = _tensor("x", graph.nodes["input"]["out_shape"])
+        self.units = []
+        values = {}
+        for node in nx.topological_sort(graph):
+            values[node] = self._node(node, values)
+        output = values[graph.graph["output"]]
+        self.outputs = [sympy.expand(e) for e in np.asarray(output).ravel()]
+
+    def _node(self, node, values):
+        attrs = self.graph.nodes[node]
+        kind = attrs["kind"]
+        if kind == "input":
+            return self.x
+        inputs = [values[p] for p in self.graph.predecessors(node)]
+        if kind == "add":
+            return inputs[0] + inputs[1]
+        (z,) = inputs
+        if kind in ("linear",):
+            return _linear(attrs, node, z, self.tensors)
+        if kind in ("conv1d", "conv2d"):
+            return _conv(attrs, node, z, self.tensors)
+        if kind == "flatten":
+            return _flatten(attrs, node, z, self.tensors)
+        if kind == "global_avg_pool":
+            return z.reshape(z.shape[0], -1).sum(axis=1) / math.prod(z.shape[1:])
+        if kind == "identity":
+            return z
+        if kind == "square":
+            return z * z
+        if kind in PIECEWISE:
+            return self._piecewise(attrs, node, z)
+        raise NotImplementedError(
+            f"layer kind '{kind}' is not handled by --global; use relu, "
+            "leaky_relu, relu_power, square, identity, linear, conv, flatten, "
+            "global_avg_pool or residual"
+        )
+
+    def _piecewise(self, attrs, node, z):
+        layer = attrs["layer"]
+        k = layer.option("k") if layer.type == "relu_power" else 1
+        low = layer.option("slope") if layer.type == "leaky_relu" else 0.0
+        out = np.empty(z.shape, dtype=object)
+        for index in np.ndindex(*z.shape):
+            a = sympy.Symbol(f"a{len(self.units)}")
+            self.units.append((a, z[index], low))
+            out[index] = a * z[index] ** k
+        return out
+
+    def realized_patterns(self, seed, positive):
+        """Return the set of activity patterns realized by random inputs."""
+        rng = np.random.default_rng(seed)
+        theta = rng.normal(size=len(self.theta))
+        if positive:
+            theta = np.abs(theta)
+        xs = rng.normal(size=(SAMPLES,) + self.x.shape).reshape(SAMPLES, -1).T
+        actives = []
+        symbols = [self.theta, list(self.x.ravel())]
+        known = {}
+        for a, s, low in self.units:
+            function = sympy.lambdify(symbols + [list(known)], s, "numpy")
+            values = function(theta, list(xs), list(known.values()))
+            values = np.broadcast_to(np.asarray(values, dtype=float), (SAMPLES,))
+            known[a] = np.where(values > 0, 1.0, low)
+            actives.append(known[a])
+        if not actives:
+            return [()]
+        rows = np.unique(np.array(actives).T, axis=0)
+        return [tuple(row) for row in rows]
+
+    def components(self, patterns):
+        """The coefficients in x of g on each pattern, as polynomials in theta."""
+        index = {s: k for k, s in enumerate(self.theta)}
+        x = list(self.x.ravel())
+        found = set()
+        for pattern in patterns:
+            values = {a: sympy.nsimplify(v) for (a, _, _), v in zip(
+                self.units, pattern, strict=True)}
+            for g in self.outputs:
+                poly = sympy.Poly(sympy.expand(g.xreplace(values)), *x)
+                for coeff in poly.coeffs():
+                    p = polynomial_from_sympy(coeff, index)
+                    if p is not None and p.variables():
+                        found.add(p)
+        return sorted(found, key=str)
