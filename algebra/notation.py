@@ -63,7 +63,7 @@ def _norm(name, indices, shape):
     if len(indices) == 1:
         return f"{text}²"
     if text.startswith("["):
-        return f"{text}²"
+        return f"‖({text[1:-1]})‖²"
     return f"‖{text}‖²"
 
 
@@ -95,6 +95,8 @@ def slice_notation(name, indices, shape):
             axes.append(str(vals[0]))
         elif vals == list(range(n)):
             axes.append(":")
+        elif vals == list(range(vals[0], vals[-1] + 1)):
+            axes.append(f"{vals[0]}:{vals[-1] + 1}")
         else:
             return "[" + ", ".join(_entry(name, i) for i in indices) + "]"
     if all(a == ":" for a in axes):

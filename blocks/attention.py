@@ -1,15 +1,32 @@
 """phi of an attention head: the query-key and value-output products.
 
-A head computes ``softmax(X Q K^T X^T) X V O^T``. Its output depends on Q and K only
-through the d x d matrix ``Q K^T``, and on V and O only through ``V O^T``; these
-products are phi for the head's two blocks.
+A head computes ``softmax((X Q + 1 b_q^T)(X K + 1 b_k^T)^T) (X V + 1 b_v^T) O^T``.
+Softmax normalizes each row of scores, so terms constant along a row vanish: the
+key bias drops out, and the scores depend on the query-key parameters through
+``Q K^T`` and ``K b_q``. Rows of softmax sum to one, so the output depends on the
+value-output parameters through ``V O^T`` and ``O b_v``. These are phi.
 
-Notes
------
-Biases of the projections are not handled yet: `head_parametrization` raises
-NotImplementedError for an attention layer with ``bias: true``.
+With rotary position encoding (``rope: true``) the scores between tokens m and n
+are ``sum_f q_f^T R(w_f (n - m)) k_f`` over the 2 x 2 frequency blocks f of the
+head. As the offset n - m varies, the rotations span the identity and the quarter
+turn J, so phi holds ``Q_f K_f^T`` and ``Q_f J K_f^T`` (and ``K_f b_f``,
+``K_f J^T b_f``) for every f.
+
+Examples
+--------
+>>> from blocks.model_file import load_model
+>>> from blocks.graph import build_graph
+>>> from blocks.split import split_into_blocks
+>>> graph = build_graph(load_model({"input": [2, 2], "layers": [
+...     {"type": "attention", "name": "at", "heads": 1, "head_dim": 1}]}))
+>>> qk = split_into_blocks(graph)[0]
+>>> [str(p) for g in head_parametrization(qk, graph).groups for p in g.components]
+['x0*x2', 'x0*x3', 'x1*x2', 'x1*x3']
 """
 
+import numpy as np
+
+from algebra.errors import ArchitectureError
 from algebra.polynomial import Polynomial
 from blocks.block import Parametrization
 from blocks.pairs import group_components
@@ -25,8 +42,7 @@ def head_parametrization(block, graph, expand_limit=HEAD_EXPAND_LIMIT):
     Parameters
     ----------
     block : Block
-        The head's block; its two parameters are the head's slices, first factor
-        then second factor, each of shape (rows, inner) after the slice.
+        The head's block (see `blocks.split`).
     graph : networkx.DiGraph
         The model graph.
     expand_limit : int
@@ -35,42 +51,71 @@ def head_parametrization(block, graph, expand_limit=HEAD_EXPAND_LIMIT):
     Returns
     -------
     Parametrization
+
+    Raises
+    ------
+    ArchitectureError
+        With ``rope: true`` and an odd head dimension.
     """
-    (layer,) = block.layers
-    if graph.nodes[layer]["layer"].option("bias"):
-        raise NotImplementedError(
-            "attention with bias: true is not handled yet; set bias: false"
+    (node,) = block.layers
+    layer = graph.nodes[node]["layer"]
+    rope = layer.option("rope") and block.kind == "attention_qk"
+    left, right = _matrices(block)
+    inner = left.shape[1]
+    if rope and inner % 2:
+        raise ArchitectureError(
+            f"{node}: rope needs an even head_dim; got {inner}"
         )
-    left, right = (_matrix_shape(block, k) for k in (0, 1))
-    inner = left[1]
-    terms = left[0] * right[0] * inner
+    terms = left.shape[0] * right.shape[0] * inner * (2 if rope else 1)
     if terms > expand_limit:
         return Parametrization((), note=f"phi has {terms} terms; too large to expand")
 
-    offset = left[0] * left[1]
-    polys = []
-    for i in range(left[0]):
-        for o in range(right[0]):
-            poly = Polynomial(
-                {
-                    ((i * inner + j, 1), (offset + _right_var(block, o, j), 1)): 1
-                    for j in range(inner)
-                }
-            )
-            polys.append(poly)
-    return group_components(polys, block.dimension)
+    forms = _rotations(inner) if rope else [np.eye(inner, dtype=int)]
+    polys = [_bilinear(a, M, b) for M in forms for a in left for b in right]
+    bias = _bias(block)
+    if bias is not None:
+        polys += [_bilinear(bias, M, b) for M in forms for b in right]
+    return group_components([p for p in polys if p], block.dimension)
 
 
-def _matrix_shape(block, k):
-    """The (rows, inner) shape of factor k of the product."""
-    shape = block.shapes()[k]
-    if block.kind == "attention_vo" and k == 1:
-        return shape
-    return shape[1:]
-
-
-def _right_var(block, row, j):
-    """The local variable of entry (row, j) of the second factor."""
+def _matrices(block):
+    """Variable numbers of the two factors, as (rows, inner) integer arrays."""
+    starts = np.concatenate([[0], np.cumsum(block.sizes)])
+    shapes = block.shapes()
+    first = np.arange(starts[0], starts[1]).reshape(shapes[0][1:])
+    second = np.arange(starts[1], starts[2]).reshape(shapes[1][-2:])
     if block.kind == "attention_vo":
-        return row * block.shapes()[1][1] + j
-    return row * block.shapes()[1][2] + j
+        first, second = second, first
+    return first, second
+
+
+def _bias(block):
+    """Variables of the bias that multiplies the second factor, if any."""
+    names = [name.rsplit(".", 1)[1] for name, _ in block.parameters]
+    wanted = "query_bias" if block.kind == "attention_qk" else "value_bias"
+    if wanted not in names:
+        return None
+    k = names.index(wanted)
+    start = int(np.sum(block.sizes[:k]))
+    return np.arange(start, start + block.sizes[k])
+
+
+def _rotations(inner):
+    """Block-diagonal identity and quarter turn, over the 2 x 2 frequency blocks."""
+    forms = []
+    for f in range(inner // 2):
+        for turn in (np.array([[1, 0], [0, 1]]), np.array([[0, -1], [1, 0]])):
+            M = np.zeros((inner, inner), dtype=int)
+            M[2 * f : 2 * f + 2, 2 * f : 2 * f + 2] = turn
+            forms.append(M)
+    return forms
+
+
+def _bilinear(a, M, b):
+    """The polynomial ``a^T M b`` in the variables of vectors a and b."""
+    terms = {}
+    for i, j in zip(*np.nonzero(M), strict=True):
+        p, q = int(a[i]), int(b[j])
+        mono = ((min(p, q), 1), (max(p, q), 1)) if p != q else ((p, 2),)
+        terms[mono] = terms.get(mono, 0) + int(M[i, j])
+    return Polynomial(terms)

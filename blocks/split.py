@@ -166,25 +166,30 @@ def _is_residual_body(graph, first, second):
 
 
 def _attention_heads(graph, node):
-    """Return the query-key and value-output blocks of each head."""
+    """Return the query-key and value-output blocks of each head.
+
+    The query-key block holds the query and key slices of the head and, with
+    biases, the query and key biases (softmax removes the key bias, which is then
+    conserved); the value-output block holds the value slice, the head's columns
+    of the output matrix and the value bias.
+    """
     params = graph.nodes[node]["params"]
     heads = params[f"{node}.query"][0]
     value_dim = params[f"{node}.value"][2]
     blocks = []
     for h in range(heads):
-        for kind, first, second, view in (
-            ("qk", "query", "key", (0, h, h + 1)),
-            ("vo", "value", "output", (1, h * value_dim, (h + 1) * value_dim)),
+        head = (0, h, h + 1)
+        columns = (1, h * value_dim, (h + 1) * value_dim)
+        for kind, names, views in (
+            ("qk", ("query", "key", "query_bias", "key_bias"), (head,) * 4),
+            ("vo", ("value", "output", "value_bias"), (head, columns, head)),
         ):
-            names = (f"{node}.{first}", f"{node}.{second}")
-            blocks.append(
-                Block(
-                    f"{node}.head{h}.{kind}",
-                    f"attention_{kind}",
-                    (node,),
-                    tuple((name, params[name]) for name in names),
-                    options=(("head", h),),
-                    views=((0, h, h + 1), view),
-                )
-            )
+            present = [(f"{node}.{n}", v) for n, v in zip(names, views, strict=True)
+                       if f"{node}.{n}" in params]
+            blocks.append(Block(
+                f"{node}.head{h}.{kind}", f"attention_{kind}", (node,),
+                tuple((name, params[name]) for name, _ in present),
+                options=(("head", h),),
+                views=tuple(view for _, view in present),
+            ))
     return blocks

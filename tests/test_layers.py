@@ -135,3 +135,38 @@ def test_custom_without_polynomial_law_up_to_degree_reports_the_bound():
     assert block.bounds == (0, 1)
     assert block.status == "bounds"
     assert "no polynomial law" in block.to_dict()["note"]
+
+
+def test_rope_attention_has_one_law_per_frequency_block(examples):
+    report = analyze(examples / "rope_attention.yaml")
+    counts = [(b.block.kind, b.count) for b in report.blocks]
+
+    assert counts == [("attention_qk", 2), ("attention_vo", 3)] * 2
+    assert report.status == "certified"
+    law = report.blocks[0].laws()[0]
+    Q = sum(_sym(f"attn_query_0_{i}_{j}") ** 2 for i in range(4) for j in (0, 1))
+    K = sum(_sym(f"attn_key_0_{i}_{j}") ** 2 for i in range(4) for j in (0, 1))
+    assert sympy.expand(law - (K - Q)) == 0 or sympy.expand(law + (K - Q)) == 0
+
+
+def test_sinusoidal_positions_keep_the_plain_head_laws(examples):
+    model = {"input": [5, 4], "layers": [
+        {"type": "attention", "name": "attn", "heads": 2, "head_dim": 2,
+         "value_dim": 2, "positional": "sinusoidal"}]}
+
+    assert analyze(model).laws == analyze(examples / "attention.yaml").laws == 12
+
+
+def test_attention_biases_are_placed_in_their_blocks():
+    model = {"input": [5, 3], "layers": [
+        {"type": "attention", "name": "at", "heads": 1, "head_dim": 2, "bias": True}]}
+    report = analyze(model)
+    qk, vo = report.blocks
+
+    # The key bias drops out of softmax: each entry is conserved on its own.
+    assert {"at_key_bias_0_0", "at_key_bias_0_1"} <= {
+        str(law) for law in qk.laws()
+    }
+    assert qk.status == vo.status == "certified"
+    assert report.unblocked == {"at.output_bias": (3,)}
+    assert any("at_value_bias" in str(law) for law in vo.laws())
