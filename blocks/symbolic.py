@@ -233,6 +233,8 @@ def _flatten(attrs, node, z, tensors):
 
 _ACTIVATIONS = {
     "relu": lambda s, a: sympy.Max(s, 0),
+    "leaky_relu": lambda s, a: sympy.Max(s, a["layer"].option("slope") * s),
+    "relu_power": lambda s, a: sympy.Max(s, 0) ** a["layer"].option("k"),
     "identity": lambda s, a: s,
     "tanh": lambda s, a: sympy.tanh(s),
     "sigmoid": lambda s, a: 1 / (1 + sympy.exp(-s)),
