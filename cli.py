@@ -257,3 +257,134 @@ def drift(model, learning_rates, fmt, plot, cache_dir, no_cache, **settings):
             plot_drift(report, plot)
         except ImportError as err:
             raise click.ClickException(str(err)) from err
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Worker processes on this machine.",
+)
+@click.option(
+    "--out",
+    type=click.File("w", lazy=False),
+    help="Write one JSON line per file here, with its full report.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: a summary table; json: the summary as one JSON object.",
+)
+@click.option(
+    "--degree",
+    type=click.IntRange(1, 6),
+    default=2,
+    show_default=True,
+    help="Largest degree of the polynomial law search.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the random points."
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Send the files to this Dask distributed scheduler (tcp://host:port).",
+)
+@cache_options
+def batch(files, jobs, out, fmt, degree, seed, scheduler, cache_dir, no_cache):
+    """Analyse every model file in FILES (paths, directories or globs).
+
+    Each certified group is computed once and read from the cache by every other
+    file that holds it. A file that fails is reported and the batch goes on; the
+    exit status is 1 when any file failed.
+    """
+    from algebra.batch import BatchSettings, expand_paths, render_summary, run_batch
+    from algebra.cache import default_cache_dir
+
+    if scheduler and jobs > 1:
+        raise click.UsageError("give --jobs or --scheduler, not both")
+    directory = None if no_cache else str(cache_dir or default_cache_dir())
+    settings = BatchSettings(degree, seed, directory, keep_reports=out is not None)
+    try:
+        paths = expand_paths(files)
+        result = run_batch(paths, settings, jobs, scheduler, _batch_listener(out))
+    except (ProjectError, NotImplementedError, ConnectionError) as err:
+        raise _translate(err) from err
+
+    if fmt == "json":
+        records = [r.to_record(report=False) for r in result.results]
+        click.echo(json.dumps({"files": records, "summary": result.summary()}))
+    else:
+        click.echo(render_summary(result))
+    if result.failed:
+        raise click.exceptions.Exit(1)
+
+
+def _batch_listener(out):
+    """Return what runs as each file ends: warnings, --out line, progress."""
+    from algebra.batch import progress_line
+
+    bars = []
+
+    def listen(done, total, result):
+        for category, message in result.warnings:
+            warnings.warn(f"{result.file}: {message}", category, stacklevel=2)
+        if out is not None:
+            out.write(json.dumps(result.to_record()) + "\n")
+            out.flush()
+        if not sys.stderr.isatty():
+            click.echo(progress_line(done, total, result), err=True)
+            return
+        if not bars:
+            bars.append(click.progressbar(length=total, file=sys.stderr, label="batch"))
+        bars[0].update(1, current_item=result.file)
+        if done == total:
+            bars[0].render_finish()
+
+    return listen
+
+
+_cache_dir_option = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    envvar="ALGEBRA_CACHE_DIR",
+    help="Cache directory (default: cache/ of the project, or ALGEBRA_CACHE_DIR).",
+)
+
+
+@main.group("cache")
+def cache_group():
+    """Inspect or empty the on-disk cache of certified groups."""
+
+
+@cache_group.command("stats")
+@_cache_dir_option
+def cache_stats(cache_dir):
+    """Print the entries, size and hit rate of the last batch run."""
+    from algebra.cache import default_cache_dir, render_stats
+
+    try:
+        click.echo(render_stats(cache_dir or default_cache_dir()))
+    except ProjectError as err:
+        raise _translate(err) from err
+
+
+@cache_group.command("clear")
+@_cache_dir_option
+def cache_clear(cache_dir):
+    """Remove every entry of the cache."""
+    from algebra.cache import clear_cache, default_cache_dir
+
+    directory = cache_dir or default_cache_dir()
+    try:
+        count = clear_cache(directory)
+    except ProjectError as err:
+        raise _translate(err) from err
+    click.echo(f"removed {count} entr{'y' if count == 1 else 'ies'} from {directory}")
