@@ -328,14 +328,12 @@ def batch(files, jobs, out, fmt, degree, seed, scheduler, cache_dir, no_cache):
 
 
 def _batch_listener(out):
-    """Return what runs as each file ends: warnings, --out line, progress."""
+    """Return what runs as each file ends: its --out line and the progress."""
     from algebra.batch import progress_line
 
     bars = []
 
     def listen(done, total, result):
-        for category, message in result.warnings:
-            warnings.warn(f"{result.file}: {message}", category, stacklevel=2)
         if out is not None:
             out.write(json.dumps(result.to_record()) + "\n")
             out.flush()

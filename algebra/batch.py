@@ -32,6 +32,7 @@ Examples
 Traceback (most recent call last):
 ...
 algebra.errors.ModelFileError: ...*.yml: no file matches
+>>> import shutil; shutil.rmtree(folder)
 """
 
 import glob
@@ -341,7 +342,8 @@ def run_batch(paths, settings, jobs=1, scheduler=None, on_result=None):
         Address of a Dask distributed scheduler, e.g. ``tcp://127.0.0.1:8786``;
         the files are then analysed by its workers and `jobs` is ignored.
     on_result : callable, optional
-        Called with (files done, file count, FileResult) as each file ends.
+        Called with (files done, file count, FileResult) as each file ends, after
+        the warnings recorded for that file are raised again in this process.
 
     Returns
     -------
@@ -368,6 +370,7 @@ def run_batch(paths, settings, jobs=1, scheduler=None, on_result=None):
     try:
         for done, (index, result) in enumerate(outcomes, start=1):
             results[index] = result
+            _reemit(result)
             if on_result is not None:
                 on_result(done, len(paths), result)
     finally:
@@ -376,6 +379,12 @@ def run_batch(paths, settings, jobs=1, scheduler=None, on_result=None):
     batch = BatchResult(tuple(results), time.perf_counter() - start)
     _record(batch, settings.cache_dir)
     return batch
+
+
+def _reemit(result):
+    """Raise again, here and naming the file, the warnings a worker recorded."""
+    for category, message in result.warnings:
+        warnings.warn(f"{result.file}: {message}", category, stacklevel=3)
 
 
 def _absolute(settings):

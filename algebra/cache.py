@@ -415,7 +415,8 @@ class GroupCache:
         try:
             with self.store.transact(retry=True):
                 holder = self.store.get(lease, default=None)
-                if holder is not None and not _holder_died(holder):
+                ours = holder is not None and holder == self._held().get(lease)
+                if holder is not None and not ours and not _holder_died(holder):
                     return False
                 self.store.set(lease, token, expire=self.lease_seconds)
         except (OSError, sqlite3.Error):

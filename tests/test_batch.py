@@ -11,8 +11,8 @@ import time
 import pytest
 
 from algebra.analysis import analyze
-from algebra.batch import expand_paths
-from algebra.cache import GroupCache
+from algebra.batch import BatchSettings, expand_paths, run_batch
+from algebra.cache import GroupCache, StaleCacheWarning
 from algebra.errors import ModelFileError
 from cli import main
 
@@ -174,6 +174,22 @@ def test_warm_run_reads_every_group_from_the_cache(runner, sweep, tmp_path):
     assert warm["cache_hits"] == cold["cache_hits"] + cold["cache_misses"]
     assert f"entries: {cold['cache_misses']}" in stats.output
     assert "hit rate 100.0 %" in stats.output
+
+
+def test_warnings_of_a_file_are_raised_again_naming_it(sweep, tmp_path):
+    path = str(sweep / "a_relu.yaml")
+    settings = BatchSettings(cache_dir=str(tmp_path))
+    run_batch([path], settings)
+    connection = sqlite3.connect(tmp_path / "cache.db")
+    with connection:
+        connection.execute("UPDATE Cache SET value = x'00' WHERE key NOT LIKE 'meta:%'")
+    connection.close()
+
+    with pytest.warns(StaleCacheWarning, match=f"^{path}: cache entry"):
+        batch = run_batch([path], settings)
+
+    assert batch.results[0].status == "certified"
+    assert batch.results[0].warnings[0][0] is StaleCacheWarning
 
 
 def test_no_cache_writes_no_cache(runner, sweep, tmp_path):

@@ -21,7 +21,6 @@ from algebra.cache import (
 )
 from algebra.certificate import Certificate
 from algebra.polynomial import Polynomial
-from blocks.custom import custom_parametrization
 from blocks.graph import build_graph
 from blocks.model_file import load_model
 from blocks.parametrize import parametrize
@@ -74,13 +73,24 @@ BACKWARD = {
 }
 
 
+class KeyRecorder:
+    """A cache that records the keys `analyze` asks for and certifies nothing."""
+
+    def __init__(self):
+        self.keys = []
+
+    def get(self, key):
+        self.keys.append(key)
+        return Certificate(0, 0, (), "certified", (0, 0), 0, True)
+
+    def set(self, key, value):
+        raise AssertionError("every key was answered")
+
+
 def keys_of(spec):
-    graph = build_graph(load_model(spec))
-    return {
-        group_key(group, 2, 0)
-        for block in split_into_blocks(graph)
-        for group in parametrize(block, graph).groups
-    }
+    recorder = KeyRecorder()
+    analyze(spec, cache=recorder)
+    return set(recorder.keys)
 
 
 def certificates_of(spec):
@@ -98,24 +108,46 @@ def test_key_ignores_the_order_of_unrelated_blocks():
 
 
 def test_key_ignores_custom_parameter_names():
-    def keys(name):
-        spec = {"custom": {"parameters": {name: [3]}, "phi": [f"{name}_0*{name}_1"]}}
-        _, param = custom_parametrization(load_model(spec).custom)
-        return {group_key(group, 2, 0) for group in param.groups}
+    def custom(name):
+        return {"custom": {"parameters": {name: [3]}, "phi": [f"{name}_0*{name}_1"]}}
 
-    assert keys("x") == keys("w")
+    assert keys_of(custom("x")) == keys_of(custom("w"))
+
+
+def wide_pair(first, second):
+    # Groups of 41 + 20 variables: large enough for the restricted law search.
+    return {
+        "input": [40],
+        "layers": [
+            {"type": "linear", "name": first, "out": 4, "bias": True},
+            {"type": "relu"},
+            {"type": "linear", "name": second, "out": 20},
+        ],
+    }
+
+
+def test_key_of_a_large_group_ignores_layer_names():
+    assert keys_of(wide_pair("fc1", "fc2")) == keys_of(wide_pair("zz", "aa"))
+
+
+def test_identical_groups_of_a_block_share_one_key():
+    recorder = KeyRecorder()
+    analyze(wide_pair("fc1", "fc2"), cache=recorder)
+
+    # Four groups, one per hidden neuron, equal up to renaming: one key.
+    assert len(set(recorder.keys)) == 1
 
 
 def test_key_changes_with_the_engine_version_degree_and_seed(monkeypatch):
-    before = keys_of(PAIR)
     graph = build_graph(load_model(PAIR))
-    (block, *_) = split_into_blocks(graph)
+    block = split_into_blocks(graph)[0]
     group = parametrize(block, graph).groups[0]
+    before = group_key(group, 2, 0)
 
-    assert group_key(group, 3, 0) != group_key(group, 2, 0)
-    assert group_key(group, 2, 1) != group_key(group, 2, 0)
+    assert group_key(group, 3, 0) != before
+    assert group_key(group, 2, 1) != before
     monkeypatch.setattr(algebra.analysis, "ENGINE_VERSION", "test")
-    assert keys_of(PAIR).isdisjoint(before)
+    assert group_key(group, 2, 0) != before
 
 
 def test_key_differs_between_different_blocks():
@@ -321,6 +353,15 @@ def test_released_lease_lets_another_thread_compute(tmp_path):
         thread.join(timeout=5)
 
     assert outcome == [None]
+
+
+def test_lease_holder_asking_again_does_not_wait_for_itself(tmp_path):
+    with GroupCache(tmp_path) as cache:
+        assert cache.get("1" * 64) is None
+        start = time.monotonic()
+
+        assert cache.get("1" * 64) is None
+        assert time.monotonic() - start < 1.0
 
 
 def test_stats_count_entries_and_show_the_last_run(tmp_path):
