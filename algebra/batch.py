@@ -412,26 +412,49 @@ def _record(batch, directory):
 
 
 def _run_local(paths, settings, jobs):
-    """Yield (index, FileResult) as files end, here or in worker processes."""
+    """Yield (index, FileResult) as files end, here or in worker processes.
+
+    When a worker dies (killed, out of memory), the pool fails every file it had
+    not finished; those files are given once more to a fresh pool.
+    """
     if jobs <= 1 or len(paths) <= 1:
         for index, path in enumerate(paths):
             yield index, analyze_file(path, settings)
         return
 
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    pending = list(range(len(paths)))
+    for attempt in range(2):
+        lost = []
+        for index, result in _run_pool(paths, pending, settings, jobs):
+            if result is None and attempt == 0:
+                lost.append(index)
+            else:
+                yield index, result or _lost(paths[index])
+        pending = lost
 
-    workers = min(jobs, len(paths))
+
+def _run_pool(paths, indices, settings, jobs):
+    """Yield (index, FileResult or None when the pool broke) from one pool."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    workers = min(jobs, len(indices))
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_clean_context())
     try:
-        futures = {
-            pool.submit(analyze_file, path, settings): index
-            for index, path in enumerate(paths)
-        }
+        futures = {pool.submit(analyze_file, paths[k], settings): k for k in indices}
         for future in as_completed(futures):
             index = futures[future]
-            yield index, _outcome(future, paths[index])
+            if isinstance(future.exception(), BrokenProcessPool):
+                yield index, None
+            else:
+                yield index, _outcome(future, paths[index])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _lost(path):
+    """Return the failure of a file whose worker process died twice."""
+    return FileResult(path, "failed", 0.0, error=f"{path}: worker process died")
 
 
 def _clean_context():

@@ -340,6 +340,24 @@ def _wait_for_an_entry(cache_dir, run):
         time.sleep(0.05)
 
 
+def test_files_of_a_killed_worker_are_given_to_a_new_one(sweep, tmp_path, expected):
+    psutil = pytest.importorskip("psutil")
+    run = subprocess.Popen(
+        batch_command(sweep, "-j", "2", "--cache-dir", tmp_path, "--format", "json"),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    _wait_for_an_entry(tmp_path, run)
+    family = psutil.Process(run.pid).children(recursive=True)
+    workers = [p for p in family if p.ppid() != run.pid]  # children of the forkserver
+    workers[0].kill()
+    stdout = run.communicate(timeout=300)[0]
+
+    assert run.returncode == 0
+    assert outcomes(json.loads(stdout)) == expected
+
+
 def test_corrupted_entries_are_recomputed_by_the_next_run(sweep, tmp_path, expected):
     assert run_cli(sweep, "--cache-dir", tmp_path)[0] == 0
     entries = count_entries(tmp_path)
