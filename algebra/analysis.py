@@ -14,7 +14,9 @@ Examples
 """
 
 import hashlib
+import itertools
 import logging
+import math
 import time
 
 import sympy
@@ -34,6 +36,7 @@ from blocks.split import split_into_blocks, unblocked_parameters
 __all__ = ["analyze", "analyze_block", "ENGINE_VERSION", "group_key"]
 
 ENGINE_VERSION = "1"
+FULL_SEARCH = 1500
 logger = logging.getLogger(__name__)
 
 
@@ -109,7 +112,10 @@ def analyze_block(block, param, memo):
     BlockReport
     """
     start = time.perf_counter()
-    instances = [(memo.certify(group), group.variables) for group in param.groups]
+    instances = [
+        (memo.certify(group, _layout(block, group)), group.variables)
+        for group in param.groups
+    ]
     if param.symbolic:
         variables = tuple(range(block.dimension))
         instances.append((memo.certify(_SymbolicGroup(param.symbolic)), variables))
@@ -137,8 +143,10 @@ class _GroupMemo:
         self.hits = 0
         self.misses = 0
 
-    def certify(self, group):
+    def certify(self, group, layout=None):
         key = group_key(group, self.degree, self.seed)
+        if layout is not None:
+            key += hashlib.sha256(repr(layout).encode()).hexdigest()[:16]
         if key in self.memory:
             return self.memory[key]
         result = self.cache.get(key) if self.cache is not None else None
@@ -146,7 +154,7 @@ class _GroupMemo:
             self.hits += 1
         else:
             self.misses += 1
-            result = _certify_group(group, self.degree, self.seed)
+            result = _certify_group(group, self.degree, self.seed, layout)
             if self.cache is not None:
                 self.cache.set(key, result)
         self.memory[key] = result
@@ -168,7 +176,50 @@ class _SymbolicGroup:
         return ("sampled", len(self.model.parameters), sympy.srepr(renamed))
 
 
-def _certify_group(group, degree, seed):
+def _layout(block, group):
+    """Tensor positions of a large group's variables, for a restricted law search.
+
+    Returns None for groups small enough to search every monomial.
+    """
+    if not hasattr(group, "components"):
+        return None
+    d = len(group.variables)
+    if math.comb(d + 2, 2) - 1 <= FULL_SEARCH:
+        return None
+    entries = [block.entry(v) for v in group.variables]
+    lowest = {}
+    for name, index in entries:
+        low = lowest.setdefault(name, index)
+        lowest[name] = tuple(min(a, b) for a, b in zip(low, index, strict=True))
+    # Indices relative to each tensor's lowest corner, so that groups that are
+    # translates of each other (one per neuron or channel) share one layout.
+    names = {}
+    return tuple(
+        (
+            names.setdefault(name, len(names)),
+            tuple(i - o for i, o in zip(index, lowest[name], strict=True)),
+        )
+        for name, index in entries
+    )
+
+
+def tensor_support(layout):
+    """Monomials for the law search of a large group: degree 1, squares, and
+    products of two entries of one tensor whose indices differ on one axis."""
+    d = len(layout)
+    monomials = [((v, 1),) for v in range(d)] + [((v, 2),) for v in range(d)]
+    by_line = {}
+    for v, (tensor, index) in enumerate(layout):
+        for axis in range(len(index)):
+            line = (tensor, axis, index[:axis] + index[axis + 1 :])
+            by_line.setdefault(line, []).append(v)
+    pairs = set()
+    for members in by_line.values():
+        pairs.update(itertools.combinations(members, 2))
+    return monomials + [((a, 1), (b, 1)) for a, b in sorted(pairs)]
+
+
+def _certify_group(group, degree, seed, layout=None):
     """Certify one group in its local variables."""
     if isinstance(group, _SymbolicGroup):
         return certify_sampled(group.model, degree, seed)
@@ -179,4 +230,5 @@ def _certify_group(group, degree, seed):
             group = group.expand()
     d = len(group.variables)
     fields = [gradient_field(p, d) for p in group.components]
-    return certify(fields, d, degree, seed)
+    support = tensor_support(layout) if layout is not None and degree == 2 else None
+    return certify(fields, d, degree, seed, support)

@@ -64,7 +64,7 @@ class Certificate:
     note: str = ""
 
 
-def certify(fields, dimension, degree=2, seed=0):
+def certify(fields, dimension, degree=2, seed=0, monomials=None):
     """Bound and, where the bounds meet, certify the number of laws.
 
     Parameters
@@ -77,6 +77,8 @@ def certify(fields, dimension, degree=2, seed=0):
         The largest degree of the polynomial law search.
     seed : int
         Seed of every random point, so that results repeat.
+    monomials : list, optional
+        Restrict the law search to these monomials (a large block's support).
 
     Returns
     -------
@@ -87,7 +89,7 @@ def certify(fields, dimension, degree=2, seed=0):
     laws, note = (), "exact rank modulo a prime; laws verified exactly"
     if upper > 0:
         try:
-            found = find_polynomial_laws(fields, dimension, degree, seed)
+            found = find_polynomial_laws(fields, dimension, degree, seed, monomials)
             found = [h.primitive() for h in found]
             laws = tuple(select_independent(found, dimension, seed))
         except NotImplementedError as err:

@@ -56,7 +56,7 @@ def is_conserved(h, fields):
     return all(not X.apply(h) for X in fields)
 
 
-def find_polynomial_laws(fields, dimension, degree=2, seed=0):
+def find_polynomial_laws(fields, dimension, degree=2, seed=0, monomials=None):
     """Find the polynomial conservation laws of `fields` up to a degree.
 
     Parameters
@@ -69,6 +69,9 @@ def find_polynomial_laws(fields, dimension, degree=2, seed=0):
         The largest total degree searched (K).
     seed : int
         Seed of the random points.
+    monomials : list, optional
+        The monomials to search over; by default all those of degree 1 to
+        `degree`.
 
     Returns
     -------
@@ -81,7 +84,8 @@ def find_polynomial_laws(fields, dimension, degree=2, seed=0):
         When the number of unknown coefficients exceeds `MAX_UNKNOWNS`; search a
         lower degree or split the block.
     """
-    monomials = monomials_up_to(range(dimension), degree)
+    if monomials is None:
+        monomials = monomials_up_to(range(dimension), degree)
     if len(monomials) > MAX_UNKNOWNS:
         raise NotImplementedError(
             f"a degree-{degree} law search on {dimension} parameters has "
@@ -116,12 +120,19 @@ def _sampled_rows(fields, monomials, point, rng):
     count = min(len(fields), values.shape[1] + 2)
     mixing = rng.integers(0, PRIME, size=(count, len(fields))).astype(float)
     combined = mod_matmul(mixing, values) if len(fields) > count else values
-    gradients = np.zeros((len(monomials), values.shape[1]))
+    return mod_matmul(combined, _monomial_gradients_mod(monomials, point, values.shape[1]).T)
+
+
+def _monomial_gradients_mod(monomials, point, dimension):
+    """Rows: the gradient of each monomial at `point`, modulo PRIME."""
+    gradients = np.zeros((len(monomials), dimension))
     for k, mono in enumerate(monomials):
-        h = Polynomial({mono: 1})
-        for v, _ in mono:
-            gradients[k, v] = h.diff(v).evaluate_mod(point, PRIME)
-    return mod_matmul(combined, gradients.T)
+        for pos, (v, e) in enumerate(mono):
+            value = e * pow(int(point[v]), e - 1, PRIME) % PRIME
+            for w, f in mono[:pos] + mono[pos + 1 :]:
+                value = value * pow(int(point[w]), f, PRIME) % PRIME
+            gradients[k, v] = value
+    return gradients
 
 
 def _lift(row, monomials):

@@ -23,7 +23,7 @@ Examples
 >>> group = ProductGroup((0, 1, 2), ((np.array([0]), np.array([1, 2])),))
 >>> result = certify_products(group)
 >>> result.status, result.lie_dim, [str(h) for h in result.laws]
-('certified', 2, ['x0**2 + -x1**2 + -x2**2'])
+('certified', 2, ['x0**2 - x1**2 - x2**2'])
 """
 
 import numpy as np

@@ -63,8 +63,13 @@ class Echelon:
 
     def __init__(self, width):
         self.width = width
-        self.rows = np.zeros((0, width))
+        self._store = np.zeros((min(width, 64), width))
         self.pivots = []
+
+    @property
+    def rows(self):
+        """The stored rows, one per pivot."""
+        return self._store[: len(self.pivots)]
 
     @property
     def rank(self):
@@ -105,10 +110,20 @@ class Echelon:
 
     def _insert(self, row, pivot):
         row = np.mod(row * pow(int(row[pivot]), -1, PRIME), PRIME)
-        if self.pivots:
-            column = self.rows[:, pivot].copy()
-            self.rows = np.mod(self.rows - np.outer(column, row), PRIME)
-        self.rows = np.vstack([self.rows, row])
+        rank = len(self.pivots)
+        if rank:
+            rows = self._store[:rank]
+            column = rows[:, pivot].copy()
+            nonzero = np.flatnonzero(column)
+            if nonzero.size:
+                rows[nonzero] = np.mod(
+                    rows[nonzero] - np.outer(column[nonzero], row), PRIME
+                )
+        if rank == len(self._store):
+            grown = np.zeros((min(2 * rank, self.width), self.width))
+            grown[:rank] = self._store
+            self._store = grown
+        self._store[rank] = row
         self.pivots.append(pivot)
 
 

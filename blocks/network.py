@@ -45,7 +45,7 @@ SAMPLES = 20000
 PIECEWISE = {"relu": 0.0, "leaky_relu": None, "relu_power": 0.0}
 
 
-def network_parametrization(graph, seed=0, positive=False):
+def network_parametrization(graph, seed=0, positive=False, patterns="realized"):
     """Build phi of the whole network from its realized activation patterns.
 
     Parameters
@@ -57,6 +57,11 @@ def network_parametrization(graph, seed=0, positive=False):
     positive : bool
         Draw theta_0 with every entry positive (a region of parameter space
         where the counts may differ from a random point's).
+    patterns : {"realized", "generic"}
+        ``realized``: the patterns random inputs realize at theta_0.
+        ``generic``: every unit's activity varies on its own (the activity
+        factors are kept as variables), as at a generic point of a network whose
+        inputs realize every pattern; phi is then the set of path products.
 
     Returns
     -------
@@ -81,11 +86,15 @@ def network_parametrization(graph, seed=0, positive=False):
         )
 
     forward = _Forward(graph, params)
-    patterns = forward.realized_patterns(seed, positive)
-    polys = forward.components(patterns)
+    if patterns == "generic":
+        polys = forward.components(None)
+        note = "every activation pattern taken as realizable (generic point)"
+    else:
+        realized = forward.realized_patterns(seed, positive)
+        polys = forward.components(realized)
+        note = f"{len(realized)} activation pattern(s) realized at the point"
     block = Block("global", "global", tuple(graph.nodes), params)
     param = group_components(polys, D)
-    note = f"{len(patterns)} activation pattern(s) realized at the point"
     return block, Parametrization(param.groups, param.free, note=note)
 
 
@@ -170,6 +179,14 @@ class _Forward:
         index = {s: k for k, s in enumerate(self.theta)}
         x = list(self.x.ravel())
         found = set()
+        if patterns is None:
+            generators = x + [a for a, _, _ in self.units]
+            for g in self.outputs:
+                for coeff in sympy.Poly(g, *generators).coeffs():
+                    p = polynomial_from_sympy(coeff, index)
+                    if p is not None and p.variables():
+                        found.add(p)
+            return sorted(found, key=str)
         for pattern in patterns:
             values = {a: sympy.nsimplify(v) for (a, _, _), v in zip(
                 self.units, pattern, strict=True)}

@@ -39,7 +39,7 @@ ACTIVATION_DEGREE = {
     "leaky_relu": (1, True),
     "square": (2, False),
 }
-EXPAND_LIMIT = 60_000
+EXPAND_LIMIT = 5_000
 
 
 def activation_degree(block):
