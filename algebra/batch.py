@@ -424,6 +424,8 @@ def _run_local(paths, settings, jobs):
 
     pending = list(range(len(paths)))
     for attempt in range(2):
+        if not pending:
+            return
         lost = []
         for index, result in _run_pool(paths, pending, settings, jobs):
             if result is None and attempt == 0:
