@@ -282,8 +282,11 @@ class GroupCache:
         try:
             self.store = diskcache.Cache(str(self.directory), timeout=60)
         except (OSError, sqlite3.Error, diskcache.Timeout) as err:
+            hint = ""
+            if isinstance(err, sqlite3.DatabaseError):
+                hint = "; delete that directory to start an empty cache"
             raise CacheError(
-                f"cannot open the cache at {self.directory}: {err}"
+                f"cannot open the cache at {self.directory}: {err}{hint}"
             ) from err
         self.hits = 0
         self.misses = 0

@@ -277,6 +277,20 @@ def test_unusable_cache_directory_is_exit_status_1(runner, sweep, tmp_path):
     assert result.output.startswith("Error: cannot open the cache at")
 
 
+def test_cache_database_that_is_not_one_is_exit_status_1(runner, sweep, tmp_path):
+    (tmp_path / "cache.db").write_bytes(bytes(range(256)) * 20)
+
+    result = runner.invoke(
+        main, ["batch", str(sweep / "a_relu.yaml"), "--cache-dir", str(tmp_path)]
+    )
+
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: cannot open the cache at {tmp_path}: file is not a database; "
+        "delete that directory to start an empty cache"
+    ]
+
+
 def test_scheduler_and_jobs_together_are_refused(runner, sweep):
     result = runner.invoke(
         main, ["batch", str(sweep), "-j", "2", "--scheduler", "tcp://127.0.0.1:1"]
