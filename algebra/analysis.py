@@ -24,8 +24,8 @@ import sympy
 from algebra.certificate import Certificate, certify
 from algebra.fields import gradient_field
 from algebra.products import certify_products
-from algebra.sampled import certify_sampled
 from algebra.report import BlockReport, Report, joint_law_count
+from algebra.sampled import certify_sampled
 from blocks.block import Parametrization, ProductGroup
 from blocks.custom import custom_parametrization
 from blocks.graph import build_graph, parameter_count
@@ -127,7 +127,7 @@ def analyze_block(block, param, memo):
 
 
 def group_key(group, degree, seed):
-    """The cache key of a group: its canonical signature and the engine version."""
+    """Return a group's cache key: canonical signature and engine version."""
     text = repr((ENGINE_VERSION, degree, seed, group.signature))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -171,8 +171,10 @@ class _SymbolicGroup:
     def signature(self):
         names = {p: f"t{k}" for k, p in enumerate(self.model.parameters)}
         names.update({x: f"x{k}" for k, x in enumerate(self.model.inputs)})
-        renamed = [e.xreplace({s: sympy.Symbol(n) for s, n in names.items()})
-                   for e in self.model.outputs]
+        renamed = [
+            e.xreplace({s: sympy.Symbol(n) for s, n in names.items()})
+            for e in self.model.outputs
+        ]
         return ("sampled", len(self.model.parameters), sympy.srepr(renamed))
 
 
@@ -204,8 +206,11 @@ def _layout(block, group):
 
 
 def tensor_support(layout):
-    """Monomials for the law search of a large group: degree 1, squares, and
-    products of two entries of one tensor whose indices differ on one axis."""
+    """Return the monomials searched for a large group's laws.
+
+    Degree 1, squares, and products of two entries of one tensor whose indices
+    differ on one axis only.
+    """
     d = len(layout)
     monomials = [((v, 1),) for v in range(d)] + [((v, 2),) for v in range(d)]
     by_line = {}

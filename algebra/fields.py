@@ -81,8 +81,8 @@ class VectorField:
         """Return the matrix DX(point) modulo `prime` (rows: components)."""
         jacobian = np.zeros((self.dimension, self.dimension))
         for i, p in self.components.items():
-            for k in p.variables():
-                jacobian[i, k] = p.diff(k).evaluate_mod(point, prime)
+            for k, value in p.gradient_mod(point, prime).items():
+                jacobian[i, k] = value
         return jacobian
 
     def apply(self, h):

@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 MAX_UNKNOWNS = 4000
+FLOAT_SEARCH = 300
 
 
 def monomials_up_to(variables, degree):
@@ -53,7 +54,14 @@ def monomials_up_to(variables, degree):
 
 def is_conserved(h, fields):
     """Return True when ``grad h . X`` is exactly zero for every field X."""
-    return all(not X.apply(h) for X in fields)
+    gradient = {k: h.diff(k) for k in h.variables()}
+    for X in fields:
+        total = Polynomial()
+        for k in gradient.keys() & X.components.keys():
+            total = total + gradient[k] * X.components[k]
+        if total:
+            return False
+    return True
 
 
 def find_polynomial_laws(fields, dimension, degree=2, seed=0, monomials=None):
@@ -93,9 +101,45 @@ def find_polynomial_laws(fields, dimension, degree=2, seed=0, monomials=None):
             "search a lower degree or split the block"
         )
 
-    kernel = _modular_kernel(fields, dimension, monomials, seed)
-    laws = [_lift(row, monomials) for row in kernel]
+    if len(monomials) > FLOAT_SEARCH:
+        laws = _float_candidates(fields, dimension, monomials, seed)
+    else:
+        kernel = _modular_kernel(fields, dimension, monomials, seed)
+        laws = [_lift(row, monomials) for row in kernel]
     return [h for h in laws if h is not None and is_conserved(h, fields)]
+
+
+def _float_candidates(fields, dimension, monomials, seed):
+    """Candidate laws from a floating-point null space (fast path).
+
+    Used for large searches: the null space comes from LAPACK, the candidates are
+    rounded to small rationals, and the caller keeps only those verified exactly,
+    so no returned law rests on floating point.
+    """
+    from algebra.sampled import _lift as lift_float
+    from algebra.sampled import _monomial_gradients, _reduced_basis
+
+    rng = np.random.default_rng(seed + 2)
+    per_point = min(len(fields), dimension)
+    rows = []
+    for _ in range(2 * len(monomials) // max(per_point, 1) + 3):
+        point = rng.normal(size=dimension)
+        values = np.zeros((len(fields), dimension))
+        for j, X in enumerate(fields):
+            for i, p in X.components.items():
+                values[j, i] = p.evaluate(point)
+        mixing = rng.normal(size=(per_point + 2, len(fields)))
+        rows.append((mixing @ values) @ _monomial_gradients(monomials, point).T)
+    M = np.vstack(rows)
+    scale = np.linalg.norm(M, axis=0) + 1e-300
+    # A random compression to a few more rows than unknowns keeps the null space
+    # (almost surely) and makes the SVD square.
+    M = M / scale
+    if len(M) > len(monomials) + 50:
+        M = rng.normal(size=(len(monomials) + 50, len(M))) @ M
+    _, sigma, vt = np.linalg.svd(M, full_matrices=False)
+    tail = vt[np.sum(sigma > 1e-9 * sigma[0]) :] / scale
+    return [lift_float(row, monomials) for row in _reduced_basis(tail)]
 
 
 def _modular_kernel(fields, dimension, monomials, seed):
@@ -120,7 +164,9 @@ def _sampled_rows(fields, monomials, point, rng):
     count = min(len(fields), values.shape[1] + 2)
     mixing = rng.integers(0, PRIME, size=(count, len(fields))).astype(float)
     combined = mod_matmul(mixing, values) if len(fields) > count else values
-    return mod_matmul(combined, _monomial_gradients_mod(monomials, point, values.shape[1]).T)
+    return mod_matmul(
+        combined, _monomial_gradients_mod(monomials, point, values.shape[1]).T
+    )
 
 
 def _monomial_gradients_mod(monomials, point, dimension):

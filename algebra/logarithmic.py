@@ -89,9 +89,9 @@ def _monomials(t):
 def _equations(fields, basis, t, point):
     """Rows grad f(point) . X_j(point) over the basis functions f."""
     values = {s: float(p) for s, p in zip(t, point, strict=True)}
-    gradients = np.array([
-        [float(sympy.diff(f, s).subs(values)) for s in t] for f in basis
-    ])
+    gradients = np.array(
+        [[float(sympy.diff(f, s).subs(values)) for s in t] for f in basis]
+    )
     rows = []
     for X in fields:
         x = np.zeros(len(t))
@@ -149,7 +149,9 @@ def _verify(h, fields, t):
 
 
 def _rank(laws, t, rng):
-    point = {s: sympy.Rational(int(rng.integers(30, 90)), int(rng.integers(7, 29)))
-             for s in t}
+    point = {
+        s: sympy.Rational(int(rng.integers(30, 90)), int(rng.integers(7, 29)))
+        for s in t
+    }
     rows = [[sympy.diff(h, s).subs(point) for s in t] for h in laws]
     return sympy.Matrix(rows).rank()

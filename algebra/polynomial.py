@@ -191,6 +191,20 @@ class Polynomial:
             total += value
         return total
 
+    def gradient_mod(self, point, prime):
+        """Return the gradient at an integer point modulo a prime, as a dict."""
+        gradient = {}
+        for mono, c in self.terms.items():
+            base = coefficient_mod(c, prime)
+            powers = [pow(int(point[v]), e, prime) for v, e in mono]
+            for pos, (v, e) in enumerate(mono):
+                value = base * e * pow(int(point[v]), e - 1, prime) % prime
+                for other, power in enumerate(powers):
+                    if other != pos:
+                        value = value * power % prime
+                gradient[v] = (gradient.get(v, 0) + value) % prime
+        return gradient
+
     def directional_mod(self, point, direction, prime):
         """Return ``grad p(point) . direction`` modulo a prime."""
         total = 0

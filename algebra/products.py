@@ -107,5 +107,5 @@ def _components(d, rectangles):
 
 
 def _law(mask, sign):
-    """The law sum(s_v theta_v^2) over one component."""
+    """Return the law sum(s_v theta_v^2) over one component."""
     return Polynomial({((int(v), 2),): int(sign[v]) for v in np.flatnonzero(mask)})

@@ -33,7 +33,7 @@ EXPRESSION_LIMIT = 20_000
 
 
 def symbol_name(parameter, index):
-    """Return the symbol of one parameter entry: ``fc1.weight[2, 3]`` -> ``fc1_weight_2_3``.
+    """Return the symbol of one parameter entry, e.g. ``fc1_weight_2_3``.
 
     Examples
     --------
@@ -121,7 +121,7 @@ class BlockReport:
                 yield law.rename(mapping)
 
     def law_terms(self):
-        """The total number of terms of the laws."""
+        """Return the total number of terms of the laws."""
         terms = sum(
             len(law.terms) * 1 for cert, _ in self.instances for law in cert.laws
         )
@@ -275,7 +275,7 @@ def joint_law_count(reports, seed=0):
 
 
 def _overlapping(reports):
-    """Indices of blocks that share a parameter tensor slice with another block."""
+    """Return the blocks that share a parameter slice with another block."""
     seen, overlapping = {}, set()
     for k, report in enumerate(reports):
         block = report.block

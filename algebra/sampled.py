@@ -74,7 +74,9 @@ def certify_sampled(model, degree=2, seed=0):
     note = "floating rank of sampled gradients, trusted with a margin of "
     note += f"{MARGIN:g}" if clear else "NO clear margin (not certified)"
     if clear and len(laws) < D - rank:
-        note += f"; no polynomial law of degree <= {degree} beyond the {len(laws)} found"
+        note += (
+            f"; no polynomial law of degree <= {degree} beyond the {len(laws)} found"
+        )
     return Certificate(D, rank, laws, status, (len(laws), D - rank), 1, True, note)
 
 
@@ -117,8 +119,9 @@ def _search_laws(model, gradient, degree, wanted, rng, seed):
     D = len(model.parameters)
     laws = []
     for total in range(1, degree + 1):
-        monomials = [m for m in monomials_up_to(range(D), total)
-                     if sum(e for _, e in m) == total]
+        monomials = [
+            m for m in monomials_up_to(range(D), total) if sum(e for _, e in m) == total
+        ]
         shape = (D, len(model.inputs))
         for h in _homogeneous_candidates(gradient, monomials, shape, rng):
             kept = select_independent(laws + [h], D, seed)
@@ -199,8 +202,11 @@ def _verify(h, model):
     grad = [sympy.diff(expr, p) for p in model.parameters]
     for g in model.outputs:
         total = sum(
-            (a * sympy.diff(g, p) for a, p in zip(grad, model.parameters, strict=True)
-             if a != 0),
+            (
+                a * sympy.diff(g, p)
+                for a, p in zip(grad, model.parameters, strict=True)
+                if a != 0
+            ),
             sympy.Integer(0),
         )
         if sympy.simplify(total) != 0:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from algebra.brackets import BracketTable
-from algebra.rank import PRIME, Echelon, random_point
+from algebra.rank import PRIME, Echelon, mod_matmul, random_point
 
 __all__ = ["TraceResult", "trace_dimension"]
 
@@ -91,6 +91,7 @@ def _close_under_brackets(basis, echelon, point, table, max_pairs):
     """Add brackets of basis pairs while they raise the rank at `point`."""
     dimension = echelon.width
     values = [X.value_mod(point, PRIME) for X, _ in basis]
+    jacobians = [X.jacobian_mod(point, PRIME) for X, _ in basis]
     frontier, pairs, depth = range(len(basis)), 0, 1
     while len(frontier) and echelon.rank < dimension:
         start = len(basis)
@@ -99,20 +100,20 @@ def _close_under_brackets(basis, echelon, point, table, max_pairs):
                 if pairs >= max_pairs:
                     return TraceResult(echelon.rank, depth, False, table.computed)
                 pairs += 1
-                value = _bracket_value(basis, values, a, b, point)
+                value = _bracket_value(jacobians, values, a, b)
                 if echelon.add(value):
                     bracket = table.bracket(basis[a][0], basis[b][0])
                     level = basis[a][1] + basis[b][1]
                     basis.append((bracket, level))
                     values.append(value)
+                    jacobians.append(bracket.jacobian_mod(point, PRIME))
                     depth = max(depth, level)
         frontier = range(start, len(basis))
     return TraceResult(echelon.rank, depth, True, table.computed)
 
 
-def _bracket_value(basis, values, a, b, point):
+def _bracket_value(jacobians, values, a, b):
     """Return ``[X_a, X_b](point) = DX_b X_a - DX_a X_b`` modulo PRIME."""
-    X, Y = basis[a][0], basis[b][0]
-    forward = Y.derivative_mod(point, values[a], PRIME)
-    backward = X.derivative_mod(point, values[b], PRIME)
+    forward = mod_matmul(jacobians[b], values[a])
+    backward = mod_matmul(jacobians[a], values[b])
     return np.mod(forward - backward, PRIME)

@@ -66,7 +66,7 @@ class WholeResult:
         return "certified" if low == high else "bounds"
 
     def to_dict(self):
-        """The ``global`` section of the JSON report."""
+        """Return the ``global`` section of the JSON report."""
         low, high = self.bounds
         return {
             "parameters": self.block.parameters,
@@ -136,15 +136,15 @@ def _global_symbols(block_report):
 
 
 def _independent_of(candidates, base, seed):
-    """The candidates that raise the gradient rank of `base`, in order."""
+    """Return the candidates that raise the gradient rank of `base`."""
     import numpy as np
 
-    symbols = sorted(
-        set().union(*(e.free_symbols for e in candidates + base)), key=str
-    )
+    symbols = sorted(set().union(*(e.free_symbols for e in candidates + base)), key=str)
     rng = np.random.default_rng(seed + 13)
-    point = {s: sympy.Rational(int(rng.integers(30, 90)), int(rng.integers(7, 29)))
-             for s in symbols}
+    point = {
+        s: sympy.Rational(int(rng.integers(30, 90)), int(rng.integers(7, 29)))
+        for s in symbols
+    }
 
     def gradient(e):
         return [sympy.diff(e, s).subs(point) for s in symbols]
@@ -159,4 +159,3 @@ def _independent_of(candidates, base, seed):
             rank = trial
             missed.append(e)
     return missed
-

@@ -95,7 +95,7 @@ def _conv_entries(attrs, out_features, in_features):
 
 @functools.lru_cache(maxsize=64)
 def _conv_triples(in_sizes, out_sizes, kernel, stride, padding):
-    """Valid (output position, kernel offset, input position), flattened."""
+    """List the valid (output position, kernel offset, input position) triples."""
     triples = []
     for pos in itertools.product(*(range(n) for n in out_sizes)):
         for off in itertools.product(*(range(k) for k in kernel)):

@@ -63,9 +63,7 @@ def head_parametrization(block, graph, expand_limit=HEAD_EXPAND_LIMIT):
     left, right = _matrices(block)
     inner = left.shape[1]
     if rope and inner % 2:
-        raise ArchitectureError(
-            f"{node}: rope needs an even head_dim; got {inner}"
-        )
+        raise ArchitectureError(f"{node}: rope needs an even head_dim; got {inner}")
     terms = left.shape[0] * right.shape[0] * inner * (2 if rope else 1)
     if terms > expand_limit:
         return Parametrization((), note=f"phi has {terms} terms; too large to expand")
@@ -112,7 +110,7 @@ def _rotations(inner):
 
 
 def _bilinear(a, M, b):
-    """The polynomial ``a^T M b`` in the variables of vectors a and b."""
+    """Return the polynomial ``a^T M b`` in the variables of a and b."""
     terms = {}
     for i, j in zip(*np.nonzero(M), strict=True):
         p, q = int(a[i]), int(b[j])

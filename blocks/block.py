@@ -63,7 +63,7 @@ class Block:
     views: tuple = ()
 
     def shapes(self):
-        """The shape of the part of each parameter that the block holds."""
+        """Return the shape of the part of each parameter that the block holds."""
         views = self.views or (None,) * len(self.parameters)
         shapes = []
         for (_, shape), view in zip(self.parameters, views, strict=True):
@@ -164,7 +164,7 @@ class ProductGroup:
         return PolynomialGroup(self.variables, components)
 
     def size(self):
-        """The number of components (counted with repeats across rectangles)."""
+        """Return the number of components (with repeats across rectangles)."""
         return sum(len(left) * len(right) for left, right in self.rectangles)
 
 

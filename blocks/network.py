@@ -85,17 +85,102 @@ def network_parametrization(graph, seed=0, positive=False, patterns="realized"):
             f"{MAX_NETWORK_PARAMETERS}: analyse it block by block"
         )
 
-    forward = _Forward(graph, params)
     if patterns == "generic":
-        polys = forward.components(None)
+        polys = _path_components(graph, params)
         note = "every activation pattern taken as realizable (generic point)"
     else:
+        forward = _Forward(graph, params)
         realized = forward.realized_patterns(seed, positive)
         polys = forward.components(realized)
         note = f"{len(realized)} activation pattern(s) realized at the point"
     block = Block("global", "global", tuple(graph.nodes), params)
     param = group_components(polys, D)
     return block, Parametrization(param.groups, param.free, note=note)
+
+
+PATH_KINDS = frozenset(
+    {
+        "input",
+        "linear",
+        "conv1d",
+        "conv2d",
+        "flatten",
+        "identity",
+        "relu",
+        "leaky_relu",
+        "add",
+    }
+)
+
+
+def _path_components(graph, params):
+    """Phi as path products, by a forward pass on sparse polynomials.
+
+    Each unit's value is a map from (input index or None for a bias, the set of
+    activity factors on the path) to a polynomial in theta; phi is the set of
+    these polynomials at the outputs.
+    """
+    from algebra.polynomial import Polynomial
+
+    kinds = {graph.nodes[n]["kind"] for n in graph}
+    if not kinds <= PATH_KINDS:
+        forward = _Forward(graph, params)
+        return forward.components(None)
+    starts, offset = {}, 0
+    for name, shape in params:
+        starts[name] = offset
+        offset += math.prod(shape)
+
+    values = {}
+    for node in nx.topological_sort(graph):
+        attrs = graph.nodes[node]
+        kind = attrs["kind"]
+        if kind == "input":
+            size = math.prod(attrs["out_shape"])
+            values[node] = [{(i, ()): Polynomial.constant(1)} for i in range(size)]
+            continue
+        inputs = [values[p] for p in graph.predecessors(node)]
+        if kind == "add":
+            values[node] = [_merge(a, b) for a, b in zip(*inputs, strict=True)]
+        elif kind in ("flatten", "identity"):
+            values[node] = inputs[0]
+        elif kind in ("relu", "leaky_relu"):
+            values[node] = [
+                {(x, path + ((node, u),)): p for (x, path), p in unit.items()}
+                for u, unit in enumerate(inputs[0])
+            ]
+        else:
+            values[node] = _affine_paths(attrs, node, inputs[0], starts)
+    found = {p for unit in values[graph.graph["output"]] for p in unit.values()}
+    return sorted((p for p in found if p.variables()), key=str)
+
+
+def _merge(a, b):
+    merged = dict(a)
+    for key, p in b.items():
+        merged[key] = merged[key] + p if key in merged else p
+    return merged
+
+
+def _affine_paths(attrs, node, inputs, starts):
+    from algebra.polynomial import Polynomial
+    from blocks._maps import bias_entries, weight_entries
+
+    size = math.prod(attrs["out_shape"])
+    out = [{} for _ in range(size)]
+    start = starts[f"{node}.weight"]
+    for o, i, v in zip(*weight_entries(attrs), strict=True):
+        w = Polynomial.variable(int(v + start))
+        target = out[o]
+        for key, p in inputs[i].items():
+            term = p * w
+            target[key] = target[key] + term if key in target else term
+    if f"{node}.bias" in starts:
+        for o, v in zip(*bias_entries(attrs), strict=True):
+            key = (None, ())
+            b = Polynomial.variable(int(v + starts[f"{node}.bias"]))
+            out[o][key] = out[o][key] + b if key in out[o] else b
+    return out
 
 
 class _Forward:
@@ -175,7 +260,7 @@ class _Forward:
         return [tuple(row) for row in rows]
 
     def components(self, patterns):
-        """The coefficients in x of g on each pattern, as polynomials in theta."""
+        """Return the coefficients in x of g on each pattern (polynomials)."""
         index = {s: k for k, s in enumerate(self.theta)}
         x = list(self.x.ravel())
         found = set()
@@ -188,8 +273,10 @@ class _Forward:
                         found.add(p)
             return sorted(found, key=str)
         for pattern in patterns:
-            values = {a: sympy.nsimplify(v) for (a, _, _), v in zip(
-                self.units, pattern, strict=True)}
+            values = {
+                a: sympy.nsimplify(v)
+                for (a, _, _), v in zip(self.units, pattern, strict=True)
+            }
             for g in self.outputs:
                 poly = sympy.Poly(sympy.expand(g.xreplace(values)), *x)
                 for coeff in poly.coeffs():

@@ -222,7 +222,7 @@ def _channels_align(first, second):
 
 
 def _features(first, second, c):
-    """The input features of the second layer that read hidden channel c."""
+    """Return the input features of the second layer that read channel c."""
     if second["kind"] != "linear" or len(second["in_shape"]) == len(first["out_shape"]):
         return [c]
     positions = math.prod(first["out_shape"][1:])

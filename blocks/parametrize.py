@@ -20,6 +20,7 @@ from blocks.symbolic import block_model
 
 __all__ = ["parametrize", "symbolic_parametrization"]
 
+
 def symbolic_parametrization(block, graph):
     """Describe a block by its output g(theta, x), for the sampled-gradient path."""
     names = [name for name, _ in block.parameters]

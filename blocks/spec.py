@@ -11,8 +11,8 @@ __all__ = ["Layer", "CustomModel", "ModelSpec", "LAYER_OPTIONS", "PARAMETERIZED"
 
 # Allowed options per layer type, with their defaults.  `None` marks a required
 # option, except attention's `value_dim` and `out`, which default to `head_dim`
-# and the input width.  Containers (residual, repeat) carry their lists in `Layer.body` and
-# `Layer.shortcut`, not in `options`.
+# and the input width.  Containers (residual, repeat) carry their lists in
+# `Layer.body` and `Layer.shortcut`, not in `options`.
 LAYER_OPTIONS = {
     "linear": {"out": None, "bias": False},
     "conv1d": {"out": None, "kernel": None, "stride": 1, "padding": 0, "bias": False},

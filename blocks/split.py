@@ -79,7 +79,7 @@ def _params(graph, node):
 
 
 def _feeding_block(graph, node):
-    """A layer feeding a normalization or a softmax output, as one block."""
+    """Return the block of a layer feeding a normalization or softmax output."""
     successors = list(graph.successors(node))
     if len(successors) != 1 or graph.in_degree(successors[0]) != 1:
         return None
@@ -184,12 +184,19 @@ def _attention_heads(graph, node):
             ("qk", ("query", "key", "query_bias", "key_bias"), (head,) * 4),
             ("vo", ("value", "output", "value_bias"), (head, columns, head)),
         ):
-            present = [(f"{node}.{n}", v) for n, v in zip(names, views, strict=True)
-                       if f"{node}.{n}" in params]
-            blocks.append(Block(
-                f"{node}.head{h}.{kind}", f"attention_{kind}", (node,),
-                tuple((name, params[name]) for name, _ in present),
-                options=(("head", h),),
-                views=tuple(view for _, view in present),
-            ))
+            present = [
+                (f"{node}.{n}", v)
+                for n, v in zip(names, views, strict=True)
+                if f"{node}.{n}" in params
+            ]
+            blocks.append(
+                Block(
+                    f"{node}.head{h}.{kind}",
+                    f"attention_{kind}",
+                    (node,),
+                    tuple((name, params[name]) for name, _ in present),
+                    options=(("head", h),),
+                    views=tuple(view for _, view in present),
+                )
+            )
     return blocks

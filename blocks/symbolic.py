@@ -103,7 +103,7 @@ def block_model(graph, nodes, parameters):
 
 
 def _tensor(name, shape):
-    """A nested list of symbols named like `symbol_name`."""
+    """Return an array of symbols named like `symbol_name`."""
     import numpy as np
 
     array = np.empty(shape, dtype=object)

@@ -64,7 +64,9 @@ def test_two_linear_laws_span_gram_difference(examples):
     # Each law lies in the span of the three entries, and the laws are independent.
     coeffs = sympy.symbols("c0:3")
     for law in got:
-        combo = sympy.expand(law - sum(c * e for c, e in zip(coeffs, expected)))
+        combo = sympy.expand(
+            law - sum(c * e for c, e in zip(coeffs, expected, strict=True))
+        )
         poly = sympy.Poly(combo, *sorted(combo.free_symbols - set(coeffs), key=str))
         assert sympy.solve(poly.coeffs(), coeffs)
     assert block["lie_dim"] == 9
@@ -100,7 +102,7 @@ def test_attention_heads_have_query_key_and_value_output_laws(examples):
     span = [G[0, 0], G[0, 1], G[1, 1]]
     for law in _block_expressions(qk):
         c = sympy.symbols("c0:3")
-        residue = sympy.expand(law - sum(a * e for a, e in zip(c, span)))
+        residue = sympy.expand(law - sum(a * e for a, e in zip(c, span, strict=True)))
         poly = sympy.Poly(residue, *sorted(residue.free_symbols - set(c), key=str))
         assert sympy.solve(poly.coeffs(), c)
 

@@ -31,8 +31,12 @@ def architectures(draw):
     return {
         "input": [widths[0]],
         "layers": [
-            {"type": "linear", "name": "a", "out": widths[1],
-             "bias": draw(st.booleans())},
+            {
+                "type": "linear",
+                "name": "a",
+                "out": widths[1],
+                "bias": draw(st.booleans()),
+            },
             hidden,
             {"type": "linear", "name": "b", "out": widths[2]},
             *draw(st.sampled_from([[], [{"type": "softmax"}]])),
@@ -66,8 +70,12 @@ def _flow(gradient, x, dt, steps):
     return x
 
 
-@settings(max_examples=5, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=5,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(architectures(), st.integers(0, 2**16))
 def test_reported_laws_are_constant_along_gradient_flow(model, seed):
     rng = np.random.default_rng(seed)

@@ -5,7 +5,6 @@ import pytest
 import sympy
 
 from algebra.analysis import analyze
-from algebra.rank import PRIME, Echelon
 
 
 def _sym(name):
@@ -16,8 +15,10 @@ def _law_rank(laws, seed=3):
     """Rank of the gradients of sympy laws at a random rational point."""
     symbols = sorted(set().union(*(law.free_symbols for law in laws)), key=str)
     rng = np.random.default_rng(seed)
-    point = {s: sympy.Rational(int(rng.integers(1, 50)), int(rng.integers(1, 50)))
-             for s in symbols}
+    point = {
+        s: sympy.Rational(int(rng.integers(1, 50)), int(rng.integers(1, 50)))
+        for s in symbols
+    }
     rows = [[sympy.diff(law, s).subs(point) for s in symbols] for law in laws]
     return sympy.Matrix(rows).rank()
 
@@ -68,7 +69,10 @@ def test_batchnorm_block_has_row_norms_and_biases(examples):
     ]
 
     assert (block.block.kind, block.count, block.status) == (
-        "normalization", 4, "certified")
+        "normalization",
+        4,
+        "certified",
+    )
     assert _spans(block.laws(), expected)
 
 
@@ -111,10 +115,16 @@ def test_swiglu_laws_pair_value_rows_with_output_columns(examples):
 
 
 def test_leaky_relu_counts_like_relu():
-    report = analyze({"input": [3], "layers": [
-        {"type": "linear", "name": "a", "out": 4, "bias": True},
-        {"type": "leaky_relu", "slope": 0.2},
-        {"type": "linear", "name": "b", "out": 2}]})
+    report = analyze(
+        {
+            "input": [3],
+            "layers": [
+                {"type": "linear", "name": "a", "out": 4, "bias": True},
+                {"type": "leaky_relu", "slope": 0.2},
+                {"type": "linear", "name": "b", "out": 2},
+            ],
+        }
+    )
 
     assert (report.laws, report.status) == (4, "certified")
 
@@ -128,8 +138,9 @@ def test_custom_four_product_has_three_quadratic_laws():
 
 def test_custom_without_polynomial_law_up_to_degree_reports_the_bound():
     # The one law of phi = x0**2 + x1**3 is log(x0) / 2 + 1 / (3 x1): not polynomial.
-    report = analyze({"custom": {"parameters": {"x": [2]}, "phi": ["x_0**2 + x_1**3"]}},
-                     degree=2)
+    report = analyze(
+        {"custom": {"parameters": {"x": [2]}, "phi": ["x_0**2 + x_1**3"]}}, degree=2
+    )
     block = report.blocks[0]
 
     assert block.bounds == (0, 1)
@@ -150,23 +161,35 @@ def test_rope_attention_has_one_law_per_frequency_block(examples):
 
 
 def test_sinusoidal_positions_keep_the_plain_head_laws(examples):
-    model = {"input": [5, 4], "layers": [
-        {"type": "attention", "name": "attn", "heads": 2, "head_dim": 2,
-         "value_dim": 2, "positional": "sinusoidal"}]}
+    model = {
+        "input": [5, 4],
+        "layers": [
+            {
+                "type": "attention",
+                "name": "attn",
+                "heads": 2,
+                "head_dim": 2,
+                "value_dim": 2,
+                "positional": "sinusoidal",
+            }
+        ],
+    }
 
     assert analyze(model).laws == analyze(examples / "attention.yaml").laws == 12
 
 
 def test_attention_biases_are_placed_in_their_blocks():
-    model = {"input": [5, 3], "layers": [
-        {"type": "attention", "name": "at", "heads": 1, "head_dim": 2, "bias": True}]}
+    model = {
+        "input": [5, 3],
+        "layers": [
+            {"type": "attention", "name": "at", "heads": 1, "head_dim": 2, "bias": True}
+        ],
+    }
     report = analyze(model)
     qk, vo = report.blocks
 
     # The key bias drops out of softmax: each entry is conserved on its own.
-    assert {"at_key_bias_0_0", "at_key_bias_0_1"} <= {
-        str(law) for law in qk.laws()
-    }
+    assert {"at_key_bias_0_0", "at_key_bias_0_1"} <= {str(law) for law in qk.laws()}
     assert qk.status == vo.status == "certified"
     assert report.unblocked == {"at.output_bias": (3,)}
     assert any("at_value_bias" in str(law) for law in vo.laws())

@@ -71,7 +71,7 @@ def test_product_path_agrees_with_the_exact_engine(model):
     assert sum(c.lie_dim for c in fast) == sum(c.lie_dim for c in exact)
     assert [len(c.laws) for c in fast] == [len(c.laws) for c in exact]
     assert all(c.status == "certified" for c in exact + fast)
-    for group, cert in zip(products.groups, fast):
+    for group, cert in zip(products.groups, fast, strict=True):
         fields = [
             gradient_field(p, len(group.variables)) for p in group.expand().components
         ]

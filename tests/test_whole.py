@@ -20,8 +20,7 @@ def test_third_law_is_conserved_by_the_field_of_phi():
     phi = (1 + u * v) * (1 + s * t)
     result = analyze_whole("examples/two_block_scalar.yaml", positive=True)
     (law,) = result.missed
-    names = {"u_weight_0_0": u, "v_weight_0_0": v, "s_weight_0_0": s,
-             "t_weight_0_0": t}
+    names = {"u_weight_0_0": u, "v_weight_0_0": v, "s_weight_0_0": s, "t_weight_0_0": t}
     h = law.xreplace({sym: names[sym.name] for sym in law.free_symbols})
 
     flow = sum(sympy.diff(h, p) * sympy.diff(phi, p) for p in (u, v, s, t))
@@ -29,9 +28,14 @@ def test_third_law_is_conserved_by_the_field_of_phi():
 
 
 def test_global_on_a_single_pair_agrees_with_the_block():
-    model = {"input": [2], "layers": [
-        {"type": "linear", "name": "a", "out": 2, "bias": True}, {"type": "relu"},
-        {"type": "linear", "name": "b", "out": 1}]}
+    model = {
+        "input": [2],
+        "layers": [
+            {"type": "linear", "name": "a", "out": 2, "bias": True},
+            {"type": "relu"},
+            {"type": "linear", "name": "b", "out": 1},
+        ],
+    }
     result = analyze_whole(model)
 
     assert result.report.laws == 2
@@ -39,9 +43,18 @@ def test_global_on_a_single_pair_agrees_with_the_block():
 
 
 def test_cli_global_json_has_a_global_section(runner, examples):
-    out = runner.invoke(main, ["analyze", str(examples / "two_block_scalar.yaml"),
-                               "--global", "--positive", "--format", "json",
-                               "--no-cache"])
+    out = runner.invoke(
+        main,
+        [
+            "analyze",
+            str(examples / "two_block_scalar.yaml"),
+            "--global",
+            "--positive",
+            "--format",
+            "json",
+            "--no-cache",
+        ],
+    )
     data = json.loads(out.output)
 
     assert data["laws"] == 2
@@ -50,8 +63,9 @@ def test_cli_global_json_has_a_global_section(runner, examples):
 
 
 def test_global_refuses_large_networks_with_one_line(runner, examples):
-    out = runner.invoke(main, ["analyze", str(examples / "resnet18.yaml"), "--global",
-                               "--no-cache"])
+    out = runner.invoke(
+        main, ["analyze", str(examples / "resnet18.yaml"), "--global", "--no-cache"]
+    )
 
     assert out.exit_code == 1
     assert "block by block" in out.output
