@@ -10,8 +10,9 @@ Run ``python benchmarks/batch_bench.py`` (about two minutes). It writes the swee
   ``cache=None`` computes;
 - batch cold: `run_batch` with an empty cache directory;
 - batch warm: `run_batch` again on the filled cache (median of ``--repeats``);
-- batch cold with ``--jobs 2`` (another empty cache), and the warm batch through
-  the ``algebra-cli`` command, interpreter start included, for reference.
+- the warm batch through the ``algebra-cli`` command, interpreter start included,
+  and with ``--jobs N`` a cold batch on N processes (another empty cache), for
+  reference.
 
 The sharing factor is the certification time of every group lookup over that of
 the first lookup of each group; "allowed" is the speed-up over one by one that a
@@ -32,6 +33,12 @@ import sys
 import tempfile
 import time
 
+# One BLAS thread per process, set before numpy loads: on a shared machine a
+# multithreaded BLAS makes the same certification vary several-fold in time. Export
+# the variables to measure with other settings.
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+for variable in BLAS_THREADS:
+    os.environ.setdefault(variable, "1")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from algebra.analysis import analyze  # noqa: E402
@@ -135,7 +142,12 @@ def main():
     """Run the benchmark and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="Warm runs.")
-    parser.add_argument("--no-jobs", action="store_true", help="Skip --jobs 2.")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="Also time a cold batch on this many processes.",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,7 +165,8 @@ def report(paths, tmp, args):
 
     lines = [
         f"{len(paths)} files, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f} at start, Python {sys.version.split()[0]}",
+        f"{os.getloadavg()[0]:.1f} at start, Python {sys.version.split()[0]}, "
+        f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}",
         "",
         f"{'run':<36}{'wall s':>8}{'cpu s':>8}{'median':>9}{'hits':>8}"
         f"{'vs one by one':>17}",
@@ -171,6 +184,7 @@ def report(paths, tmp, args):
     ]
     lines += extra_rows(paths, tmp, args, base)
     lines += verdicts(base, cold, warm, groups)
+    lines.append(by_family(paths, base_files, cold_result, warm_result))
     results = [cold_result] + [result for _, result in warm_runs]
     same = all(outcomes_of(result) == base_outcomes for result in results)
     lines.append(f"laws and status identical in every run: {'yes' if same else 'NO'}")
@@ -199,6 +213,18 @@ def verdicts(base, cold, warm, groups):
     return lines
 
 
+def by_family(paths, base_files, cold_result, warm_result):
+    """One line: seconds per family of the sweep, one by one / cold / warm."""
+    totals = {}
+    columns = (paths, base_files, _files(cold_result), _files(warm_result))
+    for path, *seconds in zip(*columns, strict=True):
+        family = path.name.split("_w")[0]
+        before = totals.get(family, [0.0] * 3)
+        totals[family] = [a + b for a, b in zip(before, seconds, strict=True)]
+    parts = [f"{k} {b:.1f}/{c:.1f}/{w:.2f}" for k, (b, c, w) in totals.items()]
+    return "seconds per family (one by one / cold / warm): " + ", ".join(parts)
+
+
 def _median_run(runs):
     wall = statistics.median(clock.wall for clock, _ in runs)
     return min(runs, key=lambda run: abs(run[0].wall - wall))
@@ -207,12 +233,11 @@ def _median_run(runs):
 def extra_rows(paths, tmp, args, base):
     """Rows for reference: a cold run on two processes, the warm CLI."""
     rows = []
-    if not args.no_jobs:
-        clock, result = batch(paths, tmp / "cache-jobs", jobs=2)
+    if args.jobs > 1:
+        clock, result = batch(paths, tmp / "cache-jobs", jobs=args.jobs)
         clock.cpu = None  # spent in the worker processes
-        rows.append(
-            row("batch cold --jobs 2", clock, _files(result), _hits(result), base)
-        )
+        name = f"batch cold --jobs {args.jobs}"
+        rows.append(row(name, clock, _files(result), _hits(result), base))
     clock = cli_warm(paths[0].parent, tmp / "cache")
     rows.append(row("algebra-cli batch, warm (whole cmd)", clock, [], "-", base))
     return rows

@@ -1,11 +1,12 @@
 """Write a sweep of architecture files that share many blocks.
 
-The sweep is the grid a researcher runs: four families of networks (deep linear,
-quadratic activation, ReLU MLP, residual ReLU), two widths each, depths one to
-five: 40 files. Consecutive layers make a block, so the networks of one family and
-width share most of their blocks with each other, and a deep network repeats its
-middle block. Layer names differ from file to file (a random prefix), so the cache
-can only hit on the blocks' canonical signatures.
+The sweep is the grid a researcher runs: four families of networks, two widths
+each, depths one to five, 40 files: a ReLU classifier under a softmax head, deep
+linear networks, networks with a quadratic activation, and small ReLU networks.
+Consecutive layers make a block, so the networks of one family and width share
+most of their blocks, and a deep network repeats its middle block. Layer
+names differ from file to file (a random prefix), so the cache can only hit on
+the blocks' canonical signatures.
 
 Run ``python benchmarks/make_sweep.py DIRECTORY [--seed 0]``.
 """
@@ -15,7 +16,13 @@ import pathlib
 import random
 
 DEPTHS = (1, 2, 3, 4, 5)
-WIDTHS = {"linear": (3, 4), "square": (3, 4), "relu": (6, 10), "residual": (4, 8)}
+# Family -> the two values of the width it varies (see each writer).
+WIDTHS = {
+    "classifier": (6, 8),
+    "linear": (4, 5),
+    "square": (4, 5),
+    "relu": (4, 6),
+}
 
 
 def make_sweep(directory, seed=0):
@@ -34,11 +41,11 @@ def make_sweep(directory, seed=0):
     return paths
 
 
-def _polynomial(activation):
-    """Write networks 3 -> width x depth -> 2 joined by a polynomial activation."""
+def _polynomial(activation, outputs=4):
+    """Write networks 4 -> width x depth -> `outputs` joined by `activation`."""
 
     def write(prefix, width, depth):
-        widths = [3, *[width] * depth, 2]
+        widths = [4, *[width] * depth, outputs]
         layers = []
         for k, out in enumerate(widths[1:]):
             if k and activation != "identity":
@@ -49,30 +56,19 @@ def _polynomial(activation):
     return write
 
 
-def _relu(prefix, width, depth):
-    widths = [4, *[width] * depth, 2]
-    layers = []
-    for k, out in enumerate(widths[1:]):
-        if k:
-            layers.append("  - {type: relu}")
-        layers.append(
-            f"  - {{type: linear, name: {prefix}_fc{k}, out: {out}, bias: true}}"
-        )
-    return _model(f"{prefix}-relu", [widths[0]], layers)
-
-
-def _residual(prefix, width, depth):
+def _classifier(prefix, width, depth):
+    """Write a ReLU network 3 -> width x depth under a 3-class softmax head."""
     layers = []
     for k in range(depth):
         layers += [
-            f"  - type: residual\n    name: {prefix}_b{k}\n    body:",
-            f"      - {{type: linear, name: {prefix}_b{k}a, out: 8, bias: true}}",
-            "      - {type: relu}",
-            f"      - {{type: linear, name: {prefix}_b{k}b, out: {width}}}",
+            f"  - {{type: linear, name: {prefix}_fc{k}, out: {width}, bias: true}}",
             "  - {type: relu}",
         ]
-    layers.append(f"  - {{type: linear, name: {prefix}_head, out: 3}}")
-    return _model(f"{prefix}-residual", [width], layers)
+    layers += [
+        f"  - {{type: linear, name: {prefix}_head, out: 3, bias: true}}",
+        "  - {type: softmax}",
+    ]
+    return _model(f"{prefix}-classifier", [3], layers)
 
 
 def _model(name, shape, layers):
@@ -81,10 +77,10 @@ def _model(name, shape, layers):
 
 
 _ARCHITECTURES = {
+    "classifier": _classifier,
     "linear": _polynomial("identity"),
     "square": _polynomial("square"),
-    "relu": _relu,
-    "residual": _residual,
+    "relu": _polynomial("relu", outputs=2),
 }
 
 
