@@ -322,11 +322,35 @@ def test_two_concurrent_runs_lose_and_corrupt_nothing(sweep, tmp_path, expected)
     assert third["summary"]["cache_misses"] == 0 and "Warning" not in stderr
 
 
-def test_killed_runs_leave_a_cache_the_next_run_reads(sweep, tmp_path, expected):
+HEAD = (
+    "input: [4]\nlayers:\n  - {type: linear, name: head, out: 3, bias: true}\n"
+    "  - {type: softmax}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def long_sweep(sweep, tmp_path_factory):
+    """The sweep and, last, a file whose one group takes about a second."""
+    folder = tmp_path_factory.mktemp("long-sweep")
+    for name, text in SWEEP.items():
+        (folder / name).write_text(text)
+    (folder / "z_head.yaml").write_text(HEAD)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def long_expected(long_sweep, expected):
+    head = analyze(str(long_sweep / "z_head.yaml")).to_dict()
+    return {**expected, "z_head.yaml": _outcome(head)}
+
+
+def test_killed_runs_leave_a_cache_the_next_run_reads(
+    long_sweep, tmp_path, long_expected
+):
     rng = random.Random(4)
     for delay in (None, rng.uniform(0.2, 1.5), rng.uniform(0.2, 1.5)):
         run = subprocess.Popen(
-            batch_command(sweep, "--cache-dir", tmp_path),
+            batch_command(long_sweep, "--cache-dir", tmp_path),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=ROOT,
@@ -337,10 +361,10 @@ def test_killed_runs_leave_a_cache_the_next_run_reads(sweep, tmp_path, expected)
     kept = count_entries(tmp_path)
 
     start = time.monotonic()
-    code, summary, stderr = run_cli(sweep, "--cache-dir", tmp_path)
+    code, summary, stderr = run_cli(long_sweep, "--cache-dir", tmp_path)
 
     assert kept > 0 and code == 0
-    assert outcomes(summary) == expected
+    assert outcomes(summary) == long_expected
     assert summary["summary"]["cache_hits"] >= kept
     assert "Warning" not in stderr
     assert time.monotonic() - start < 120  # no wait on the dead runs' leases
@@ -354,10 +378,13 @@ def _wait_for_an_entry(cache_dir, run):
         time.sleep(0.05)
 
 
-def test_files_of_a_killed_worker_are_given_to_a_new_one(sweep, tmp_path, expected):
+def test_files_of_a_killed_worker_are_given_to_a_new_one(
+    long_sweep, tmp_path, long_expected
+):
     psutil = pytest.importorskip("psutil")
+    command = batch_command(long_sweep, "-j", "2", "--cache-dir", tmp_path)
     run = subprocess.Popen(
-        batch_command(sweep, "-j", "2", "--cache-dir", tmp_path, "--format", "json"),
+        [*command, "--format", "json"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
@@ -369,7 +396,7 @@ def test_files_of_a_killed_worker_are_given_to_a_new_one(sweep, tmp_path, expect
     stdout = run.communicate(timeout=300)[0]
 
     assert run.returncode == 0
-    assert outcomes(json.loads(stdout)) == expected
+    assert outcomes(json.loads(stdout)) == long_expected
 
 
 def test_corrupted_entries_are_recomputed_by_the_next_run(sweep, tmp_path, expected):
