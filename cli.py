@@ -84,7 +84,11 @@ def cache_options(command):
     help="Largest degree of the polynomial law search.",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of the random points."
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the random points.",
 )
 @click.option("--all-laws", is_flag=True, help="Print every law in text format.")
 @click.option(
@@ -290,7 +294,11 @@ def drift(model, learning_rates, fmt, plot, cache_dir, no_cache, **settings):
     help="Largest degree of the polynomial law search.",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of the random points."
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the random points.",
 )
 @click.option(
     "--scheduler",

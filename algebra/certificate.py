@@ -99,8 +99,8 @@ def certify(fields, dimension, degree=2, seed=0, monomials=None):
     status = "certified" if lower == upper else "bounds"
     if status == "bounds" and not note.startswith("law search skipped"):
         note = (
-            f"no polynomial law of degree <= {degree} beyond the {lower} found; "
-            f"the upper end {upper} comes from the exact rank"
+            f"no polynomial law of degree <= {degree} beyond those found; the "
+            "upper end comes from the exact rank"
         )
     return Certificate(
         dimension,

@@ -75,7 +75,10 @@ def _inner(na, nb, pairs, shapes, c):
         return [(f"{_entry(na, lefts[0])}·{_entry(nb, rights[0])}", c)]
     left = slice_notation(na, lefts, shapes[na])
     right = slice_notation(nb, rights, shapes[nb])
-    if left.startswith("[") or right.startswith("["):
+    # An inner product of two slices pairs their entries in order, one to one.
+    aligned = sorted(pairs) == list(zip(sorted(lefts), sorted(rights), strict=True))
+    distinct = len(set(lefts)) == len(set(rights)) == len(pairs)
+    if left.startswith("[") or right.startswith("[") or not (aligned and distinct):
         return [(f"{_entry(na, a)}·{_entry(nb, b)}", c) for a, b in pairs]
     return [(f"⟨{left}, {right}⟩", c)]
 

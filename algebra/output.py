@@ -65,8 +65,10 @@ def _table(report):
 
 def _block_laws(block, all_laws):
     lines = ["", f"{block.name}:"]
-    if block.note:
-        lines.append(f"  note: {block.note}")
+    note = block.note or (block.to_dict(expressions=False)["note"]
+                          if block.status != "certified" else "")
+    if note:
+        lines.append(f"  note: {note}")
     shown = 0
     for law in block.law_polynomials():
         if not all_laws and shown == LAWS_SHOWN:
@@ -76,8 +78,11 @@ def _block_laws(block, all_laws):
 
         lines.append(f"  {compact_law(law, block.block)}")
         shown += 1
-    if shown == 0 and not block.note:
+    if shown == 0 and block.status == "certified":
         lines.append("  no conservation law")
+    elif shown == 0 and block.complete:
+        low, high = block.bounds
+        lines.append(f"  no law found; between {low} and {high} laws")
     return lines
 
 
@@ -114,6 +119,8 @@ def _latex(text):
 
 def render_whole(result):
     """Return the text of the global analysis (``--global``)."""
+    if result.block is None:
+        return f"\nwhole network as one block: not analysed ({result.unavailable})"
     low, high = result.bounds
     bounds = "" if low == high else f" [{low}, {high}]"
     lines = [

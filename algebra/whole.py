@@ -45,9 +45,10 @@ class WholeResult:
     """
 
     report: object
-    block: BlockReport
+    block: BlockReport | None
     extra_laws: list
     missed: list
+    unavailable: str = ""
 
     @property
     def count(self):
@@ -61,12 +62,18 @@ class WholeResult:
 
     @property
     def status(self):
-        """``certified`` when the bounds meet."""
+        """``certified`` when the bounds meet at a generic point."""
+        if self.block is None:
+            return "unavailable"
+        if self.block.note.startswith("NOT GENERIC"):
+            return "not generic"
         low, high = self.bounds
         return "certified" if low == high else "bounds"
 
     def to_dict(self):
         """Return the ``global`` section of the JSON report."""
+        if self.block is None:
+            return {"status": "unavailable", "note": self.unavailable}
         low, high = self.bounds
         return {
             "parameters": self.block.parameters,
@@ -104,8 +111,17 @@ def analyze_whole(source, degree=2, seed=0, positive=False, cache=None):
     -------
     WholeResult
     """
-    graph = build_graph(load_model(source))
-    block, param = network_parametrization(graph, seed=seed, positive=positive)
+    spec = load_model(source)
+    if spec.custom is not None:
+        # A custom model is one block already: the whole network.
+        report = analyze(source, degree=degree, seed=seed, cache=cache)
+        return WholeResult(report, report.blocks[0], [], [])
+    try:
+        graph = build_graph(spec)
+        block, param = network_parametrization(graph, seed=seed, positive=positive)
+    except NotImplementedError as err:
+        report = analyze(source, degree=degree, seed=seed, cache=cache)
+        return WholeResult(report, None, [], [], str(err))
     report = analyze(source, degree=degree, seed=seed, cache=cache)
     memo = _GroupMemo(cache, degree, seed)
     whole = analyze_block(block, param, memo)

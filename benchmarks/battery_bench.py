@@ -48,7 +48,9 @@ def model_of(net, relu):
 def certify_network(net, relu):
     start = time.perf_counter()
     graph = build_graph(load_model(model_of(net, relu)))
-    block, param = network_parametrization(graph, patterns="generic")
+    block, param = network_parametrization(
+        graph, patterns="generic", max_parameters=10_000
+    )
     report = analyze_block(block, param, _GroupMemo(None, 2, 0))
     return report, time.perf_counter() - start
 
@@ -57,7 +59,9 @@ def baseline(net, relu, max_depth=3):
     """Straightforward algorithm: sympy brackets, floating rank at a random point."""
     start = time.perf_counter()
     graph = build_graph(load_model(model_of(net, relu)))
-    block, param = network_parametrization(graph, patterns="generic")
+    block, param = network_parametrization(
+        graph, patterns="generic", max_parameters=10_000
+    )
     D = block.dimension
     t = sympy.symbols(f"t0:{D}")
     phis = [p.to_sympy(t) for g in param.groups for p in g.components]
@@ -101,6 +105,8 @@ def main():
         help="analyse the first N networks of each kind",
     )
     parser.add_argument("--baseline-max-d", type=int, default=12)
+    parser.add_argument("--skip", type=int, default=0,
+                        help="skip the first N networks of each kind")
     args = parser.parse_args()
     battery = json.loads(DATA.read_text())
     kinds = ["linear", "relu"] if args.kind == "all" else [args.kind]
@@ -112,7 +118,8 @@ def main():
     )
     times, ratios, failures = [], [], 0
     for kind in kinds:
-        for k, net in enumerate(battery[kind][: args.limit]):
+        chosen = battery[kind][args.skip :][: args.limit]
+        for k, net in enumerate(chosen, start=args.skip):
             report, seconds = certify_network(net, kind == "relu")
             low, high = report.bounds
             ok = report.status == "certified" and low == net["known_laws"]

@@ -72,7 +72,9 @@ def head_parametrization(block, graph, expand_limit=HEAD_EXPAND_LIMIT):
     polys = [_bilinear(a, M, b) for M in forms for a in left for b in right]
     bias = _bias(block)
     if bias is not None:
-        polys += [_bilinear(bias, M, b) for M in forms for b in right]
+        # The query bias meets the keys; the value bias meets the output rows.
+        partners = right if block.kind == "attention_qk" else left
+        polys += [_bilinear(bias, M, b) for M in forms for b in partners]
     return group_components([p for p in polys if p], block.dimension)
 
 

@@ -45,7 +45,9 @@ SAMPLES = 20000
 PIECEWISE = {"relu": 0.0, "leaky_relu": None, "relu_power": 0.0}
 
 
-def network_parametrization(graph, seed=0, positive=False, patterns="realized"):
+def network_parametrization(
+    graph, seed=0, positive=False, patterns="realized", max_parameters=None
+):
     """Build phi of the whole network from its realized activation patterns.
 
     Parameters
@@ -57,6 +59,8 @@ def network_parametrization(graph, seed=0, positive=False, patterns="realized"):
     positive : bool
         Draw theta_0 with every entry positive (a region of parameter space
         where the counts may differ from a random point's).
+    max_parameters : int, optional
+        Refuse larger networks (default `MAX_NETWORK_PARAMETERS`).
     patterns : {"realized", "generic"}
         ``realized``: the patterns random inputs realize at theta_0.
         ``generic``: every unit's activity varies on its own (the activity
@@ -79,10 +83,11 @@ def network_parametrization(graph, seed=0, positive=False, patterns="realized"):
         for name, shape in graph.nodes[node]["params"].items()
     )
     D = sum(math.prod(s) for _, s in params)
-    if D > MAX_NETWORK_PARAMETERS:
+    limit = MAX_NETWORK_PARAMETERS if max_parameters is None else max_parameters
+    if D > limit:
         raise NotImplementedError(
             f"the whole network has {D} parameters; --global handles at most "
-            f"{MAX_NETWORK_PARAMETERS}: analyse it block by block"
+            f"{limit}: analyse it block by block"
         )
 
     if patterns == "generic":
@@ -90,9 +95,16 @@ def network_parametrization(graph, seed=0, positive=False, patterns="realized"):
         note = "every activation pattern taken as realizable (generic point)"
     else:
         forward = _Forward(graph, params)
-        realized = forward.realized_patterns(seed, positive)
+        realized, tries = _generic_patterns(forward, seed, positive)
         polys = forward.components(realized)
         note = f"{len(realized)} activation pattern(s) realized at the point"
+        if tries is None:
+            note = (
+                "NOT GENERIC: at every point tried, some unit is never or always "
+                f"active on the inputs; {note}"
+            )
+        elif tries:
+            note += f" (after {tries} point(s) with a dead or always-on unit)"
     block = Block("global", "global", tuple(graph.nodes), params)
     param = group_components(polys, D)
     return block, Parametrization(param.groups, param.free, note=note)
@@ -183,6 +195,23 @@ def _affine_paths(attrs, node, inputs, starts):
     return out
 
 
+def _generic_patterns(forward, seed, positive, attempts=20):
+    """Realized patterns at the first point where every unit switches.
+
+    Returns the patterns and the number of points rejected before it, or None
+    in place of that number when no point tried was generic (DESIGN.md 2.3: a
+    dead or always-on unit adds laws on an open set, so such a point is not
+    reported as the generic answer).
+    """
+    first = None
+    for k in range(attempts):
+        patterns, switching = forward.realized_patterns(seed + k, positive)
+        if switching:
+            return patterns, k
+        first = first or patterns
+    return first, None
+
+
 class _Forward:
     """A symbolic forward pass with one activity symbol per piecewise unit."""
 
@@ -239,7 +268,8 @@ class _Forward:
         return out
 
     def realized_patterns(self, seed, positive):
-        """Return the set of activity patterns realized by random inputs."""
+        """Return the activity patterns realized by random inputs, and whether
+        every unit switches (is active on some inputs and inactive on others)."""
         rng = np.random.default_rng(seed)
         theta = rng.normal(size=len(self.theta))
         if positive:
@@ -255,9 +285,11 @@ class _Forward:
             known[a] = np.where(values > 0, 1.0, low)
             actives.append(known[a])
         if not actives:
-            return [()]
-        rows = np.unique(np.array(actives).T, axis=0)
-        return [tuple(row) for row in rows]
+            return [()], True
+        table = np.array(actives)
+        switching = bool(np.all(table.min(axis=1) != table.max(axis=1)))
+        rows = np.unique(table.T, axis=0)
+        return [tuple(row) for row in rows], switching
 
     def components(self, patterns):
         """Return the coefficients in x of g on each pattern (polynomials)."""

@@ -193,3 +193,27 @@ def test_attention_biases_are_placed_in_their_blocks():
     assert qk.status == vo.status == "certified"
     assert report.unblocked == {"at.output_bias": (3,)}
     assert any("at_value_bias" in str(law) for law in vo.laws())
+
+
+def test_value_bias_sits_with_the_value_columns_in_the_law():
+    model = {"input": [5, 3], "layers": [
+        {"type": "attention", "name": "sa", "heads": 1, "head_dim": 2,
+         "value_dim": 2, "out": 4, "bias": True}]}
+    vo = analyze(model).blocks[1]
+    law = next(e for e in vo.laws() if _sym("sa_value_bias_0_0") in e.free_symbols)
+    coefficients = sympy.Poly(law).as_dict()
+    poly = sympy.Poly(law)
+    bias = poly.coeff_monomial(_sym("sa_value_bias_0_0") ** 2)
+    value = poly.coeff_monomial(_sym("sa_value_0_0_0") ** 2)
+    output = poly.coeff_monomial(_sym("sa_output_0_0") ** 2)
+
+    assert coefficients
+    assert bias == value == -output != 0
+
+
+def test_compact_notation_never_pairs_misaligned_slices(examples):
+    (law,) = [c for c in analyze(examples / "layernorm.yaml").blocks[0].compact()
+              if "fc.weight[:,0]" in c]
+
+    assert "⟨" not in law
+    assert "fc.weight[0,1]·fc.weight[2,1]" in law

@@ -62,10 +62,31 @@ def test_cli_global_json_has_a_global_section(runner, examples):
     assert len(data["global"]["missed_by_blocks"]) == 1
 
 
-def test_global_refuses_large_networks_with_one_line(runner, examples):
-    out = runner.invoke(
-        main, ["analyze", str(examples / "resnet18.yaml"), "--global", "--no-cache"]
-    )
+def test_global_declines_large_networks_and_keeps_the_blocks(runner):
+    model = {"input": [20], "layers": [
+        {"type": "linear", "name": "a", "out": 10}, {"type": "relu"},
+        {"type": "linear", "name": "b", "out": 5}]}
+    result = analyze_whole(model)
 
-    assert out.exit_code == 1
-    assert "block by block" in out.output
+    assert result.status == "unavailable" and "block by block" in result.unavailable
+    assert result.report.laws == 10
+
+
+def test_global_count_does_not_depend_on_the_seed(examples):
+    counts = {analyze_whole(examples / "deep_relu.yaml", seed=s).bounds
+              for s in range(3)}
+
+    assert counts == {(8, 8)}
+
+
+def test_global_on_a_custom_model_is_the_model_itself(examples):
+    result = analyze_whole(examples / "custom.yaml")
+
+    assert (result.count, result.status, result.missed) == (2, "certified", [])
+
+
+def test_global_reports_unsupported_layers_without_failing(examples):
+    result = analyze_whole(examples / "tanh_pair.yaml")
+
+    assert result.status == "unavailable" and "tanh" in result.unavailable
+    assert result.report.status == "certified"
