@@ -360,7 +360,8 @@ def run_batch(paths, settings, jobs=1, scheduler=None, on_result=None):
     """
     start = time.perf_counter()
     settings = _absolute(settings)
-    _check_cache(settings.cache_dir)
+    # Opened here first, so that a bad directory fails the batch, not each file.
+    cache = _CountingCache.open(settings.cache_dir)
 
     results = [None] * len(paths)
     if scheduler:
@@ -373,11 +374,11 @@ def run_batch(paths, settings, jobs=1, scheduler=None, on_result=None):
             _reemit(result)
             if on_result is not None:
                 on_result(done, len(paths), result)
+        batch = BatchResult(tuple(results), time.perf_counter() - start)
+        if cache is not None:
+            cache.cache.record_run(batch.summary())
     finally:
         _CountingCache.close_all()
-
-    batch = BatchResult(tuple(results), time.perf_counter() - start)
-    _record(batch, settings.cache_dir)
     return batch
 
 
@@ -391,24 +392,6 @@ def _absolute(settings):
     if settings.cache_dir is None:
         return settings
     return replace(settings, cache_dir=os.path.abspath(settings.cache_dir))
-
-
-def _check_cache(directory):
-    """Open and close the cache once, so that a bad directory fails the batch."""
-    if directory is not None:
-        from algebra.cache import GroupCache
-
-        GroupCache(directory).close()
-
-
-def _record(batch, directory):
-    """Store the batch's statistics in the cache, for ``algebra-cli cache stats``."""
-    if directory is None:
-        return
-    from algebra.cache import GroupCache
-
-    with GroupCache(directory) as cache:
-        cache.record_run(batch.summary())
 
 
 def _run_local(paths, settings, jobs):
