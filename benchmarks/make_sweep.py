@@ -2,9 +2,10 @@
 
 The sweep is the grid a researcher runs: four families of networks, two widths
 each, depths one to five, 40 files: a ReLU classifier under a softmax head, deep
-linear networks, networks with a quadratic activation, and small ReLU networks.
-Consecutive layers make a block, so the networks of one family and width share
-most of their blocks, and a deep network repeats its middle block. Layer
+linear networks on 4 inputs and on 3 (which share their inner blocks), and
+networks with a quadratic activation. Consecutive layers make a block, so the
+networks of one family and width share most of their blocks, and a deep network
+repeats its middle block. Layer
 names differ from file to file (a random prefix), so the cache can only hit on
 the blocks' canonical signatures.
 
@@ -21,7 +22,7 @@ WIDTHS = {
     "classifier": (6, 8),
     "linear": (4, 5),
     "square": (4, 5),
-    "relu": (4, 6),
+    "linear3": (4, 5),
 }
 
 
@@ -41,11 +42,11 @@ def make_sweep(directory, seed=0):
     return paths
 
 
-def _polynomial(activation, outputs=4):
-    """Write networks 4 -> width x depth -> `outputs` joined by `activation`."""
+def _polynomial(activation, ends=4):
+    """Write networks ends -> width x depth -> ends joined by `activation`."""
 
     def write(prefix, width, depth):
-        widths = [4, *[width] * depth, outputs]
+        widths = [ends, *[width] * depth, ends]
         layers = []
         for k, out in enumerate(widths[1:]):
             if k and activation != "identity":
@@ -80,7 +81,7 @@ _ARCHITECTURES = {
     "classifier": _classifier,
     "linear": _polynomial("identity"),
     "square": _polynomial("square"),
-    "relu": _polynomial("relu", outputs=2),
+    "linear3": _polynomial("identity", ends=3),
 }
 
 
