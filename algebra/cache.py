@@ -271,7 +271,8 @@ class GroupCache:
     -----
     `get` on a missing key takes a lease that `set` (or `release_leases`) gives
     back: a caller that misses must then compute and `set` the value. Leases are
-    held per thread.
+    held per thread. Certificates this object has read (and checked) or written are
+    kept in memory, so that the files of a batch that share a group decode it once.
     """
 
     def __init__(self, directory, lease_seconds=LEASE_SECONDS):
@@ -291,6 +292,7 @@ class GroupCache:
         self.hits = 0
         self.misses = 0
         self._local = threading.local()
+        self._memory = {}  # certificates read or written by this object
 
     def __enter__(self):
         return self
@@ -305,7 +307,7 @@ class GroupCache:
         `lease_seconds`). An unreadable or invalid entry is deleted with a
         `StaleCacheWarning` and counts as missing.
         """
-        value = self._read(key)
+        value = self._memory.get(key) or self._read(key)
         if value is None:
             value = self._claim_or_wait(key)
         if value is None:
@@ -316,6 +318,7 @@ class GroupCache:
 
     def set(self, key, value):
         """Store a certificate under `key` and give back the lease on it."""
+        self._memory[key] = value
         try:
             self.store.set(key, encode_certificate(value), retry=True)
         except (OSError, sqlite3.Error, TypeError) as err:
@@ -343,6 +346,7 @@ class GroupCache:
         """Remove every entry, lease and statistic; return the number of entries."""
         count = self.entries()
         self.store.clear(retry=True)
+        self._memory.clear()
         return count
 
     def record_run(self, summary):
@@ -379,10 +383,12 @@ class GroupCache:
         if data is _MISSING:
             return None
         try:
-            return decode_certificate(data)
+            value = decode_certificate(data)
         except ValueError as err:
             self._drop(key, f"invalid ({err})")
             return None
+        self._memory[key] = value
+        return value
 
     def _drop(self, key, reason):
         warnings.warn(
