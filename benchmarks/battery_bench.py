@@ -19,6 +19,7 @@ import argparse
 import itertools
 import json
 import pathlib
+import resource
 import statistics
 import time
 
@@ -105,8 +106,9 @@ def main():
         help="analyse the first N networks of each kind",
     )
     parser.add_argument("--baseline-max-d", type=int, default=12)
-    parser.add_argument("--skip", type=int, default=0,
-                        help="skip the first N networks of each kind")
+    parser.add_argument(
+        "--skip", type=int, default=0, help="skip the first N networks of each kind"
+    )
     args = parser.parse_args()
     battery = json.loads(DATA.read_text())
     kinds = ["linear", "relu"] if args.kind == "all" else [args.kind]
