@@ -19,7 +19,6 @@ import argparse
 import itertools
 import json
 import pathlib
-import resource
 import statistics
 import time
 
