@@ -137,7 +137,7 @@ def analyze(model, fmt, degree, seed, all_laws, whole, positive, cache_dir, no_c
 
 
 def _progress(fmt):
-    """A progress callback that writes to stderr on a terminal."""
+    """Return a progress callback that writes to stderr on a terminal."""
     if not sys.stderr.isatty():
         return None
 

@@ -35,7 +35,7 @@ from blocks.split import split_into_blocks, unblocked_parameters
 
 __all__ = ["analyze", "analyze_block", "ENGINE_VERSION", "group_key"]
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
 FULL_SEARCH = 1500
 logger = logging.getLogger(__name__)
 
