@@ -32,7 +32,14 @@ def render_text(report, all_laws=False):
     lines.extend(_table(report))
     if report.unblocked:
         names = ", ".join(report.unblocked)
-        lines.extend(["", f"parameters in no block: {names}"])
+        lines.extend(
+            [
+                "",
+                f"parameters in no block: {names}",
+                "(laws involving them are not searched, so the model's count is a "
+                "lower end; --global analyses small networks as one block)",
+            ]
+        )
     for block in report.blocks:
         lines.extend(_block_laws(block, all_laws))
     return "\n".join(lines)
@@ -65,8 +72,9 @@ def _table(report):
 
 def _block_laws(block, all_laws):
     lines = ["", f"{block.name}:"]
-    note = block.note or (block.to_dict(expressions=False)["note"]
-                          if block.status != "certified" else "")
+    note = block.note or (
+        block.to_dict(expressions=False)["note"] if block.status != "certified" else ""
+    )
     if note:
         lines.append(f"  note: {note}")
     shown = 0

@@ -225,9 +225,12 @@ class Report:
 
     @property
     def status(self):
-        """``certified`` when every block is certified."""
+        """Return ``certified`` when every block is and no parameter is left out.
+
+        Laws that involve a parameter of no block are not searched.
+        """
         ok = all(b.status == "certified" for b in self.blocks)
-        return "certified" if ok else "bounds"
+        return "certified" if ok and not self.unblocked else "bounds"
 
     def to_dict(self):
         """Return the report as the JSON object of DESIGN.md section 5."""

@@ -61,15 +61,41 @@ def certify_sampled(model, degree=2, seed=0):
         ``model.parameters``).
     """
     D = len(model.parameters)
-    gradient = _compiled_gradient(model)
-    rng = np.random.default_rng(seed)
-    theta = rng.normal(size=D)
-    rows = _sampled_gradients(gradient, theta, len(model.inputs), max(3 * D, 24), rng)
-    rank, clear = _rank_with_margin(rows)
+    try:
+        gradient = _compiled_gradient(model)
+    except Exception as err:  # noqa: BLE001 -- sympy printers raise many types
+        note = (
+            f"g cannot be compiled to numpy ({type(err).__name__}); nothing certified"
+        )
+        return Certificate(D, 0, (), "bounds", (0, D), 0, False, note)
+    try:
+        rng = np.random.default_rng(seed)
+        # A positive point keeps sqrt and log of parameters defined.
+        theta = np.abs(rng.normal(size=D)) + 0.1
+        count = max(3 * D, 24)
+        with np.errstate(all="ignore"):
+            rows = _sampled_gradients(gradient, theta, len(model.inputs), count, rng)
+        if not np.all(np.isfinite(rows)):
+            raise FloatingPointError("gradients are not finite at the point")
+        rank, clear = _rank_with_margin(rows)
+    except (
+        FloatingPointError,
+        np.linalg.LinAlgError,
+        TypeError,
+        ValueError,
+        NameError,
+    ) as err:
+        note = f"sampled gradients unavailable ({err}); nothing certified"
+        return Certificate(D, 0, (), "bounds", (0, D), 0, False, note)
 
     laws = ()
     if rank < D:
-        laws = tuple(_search_laws(model, gradient, degree, D - rank, rng, seed))
+        with np.errstate(all="ignore"):
+            try:
+                found = _search_laws(model, gradient, degree, D - rank, rng, seed)
+            except np.linalg.LinAlgError:
+                found = []
+        laws = tuple(found)
     status = "certified" if clear and len(laws) == D - rank else "bounds"
     note = "floating rank of sampled gradients, trusted with a margin of "
     note += f"{MARGIN:g}" if clear else "NO clear margin (not certified)"
@@ -137,7 +163,7 @@ def _homogeneous_candidates(gradient, monomials, shape, rng):
     dimension, inputs = shape
     equations, count = [], 0
     while count < 2 * len(monomials) + 20:
-        theta = rng.normal(size=dimension)
+        theta = np.abs(rng.normal(size=dimension)) + 0.1
         J = gradient(theta, rng.normal(size=inputs))
         equations.append(J @ _monomial_gradients(monomials, theta).T)
         count += len(equations[-1])

@@ -60,6 +60,9 @@ def head_parametrization(block, graph, expand_limit=HEAD_EXPAND_LIMIT):
     (node,) = block.layers
     layer = graph.nodes[node]["layer"]
     rope = layer.option("rope") and block.kind == "attention_qk"
+    if block.kind == "attention_qk" and graph.nodes[node]["in_shape"][0] == 1:
+        # One token: softmax of one score is 1, whatever Q and K are.
+        return Parametrization((), free=tuple(range(block.dimension)))
     left, right = _matrices(block)
     inner = left.shape[1]
     if rope and inner % 2:

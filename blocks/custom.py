@@ -36,7 +36,12 @@ def custom_parametrization(custom):
     block = Block("custom", "custom", (), tuple(custom.parameters))
     symbols, exprs = parse_phi(custom)
     index = {s: k for k, s in enumerate(symbols)}
-    polys = [polynomial_from_sympy(e, index) for e in exprs]
+    try:
+        polys = [polynomial_from_sympy(e, index) for e in exprs]
+    except RecursionError as err:
+        raise NotImplementedError(
+            "phi is too large for sympy's polynomial conversion; use fewer entries"
+        ) from err
     if any(p is None for p in polys):
         model = BlockModel(list(symbols), [], list(exprs))
         return block, Parametrization((), symbolic=model)

@@ -211,6 +211,13 @@ def _conv(builder, layer, shape, path):
     kernel, stride, padding = (layer.option(k) for k in ("kernel", "stride", "padding"))
     sizes = []
     for n, k, s, p in zip(shape[1:], kernel, stride, padding, strict=True):
+        if p >= k:
+            builder.fail(
+                layer,
+                path,
+                f"padding {p} with kernel {k}",
+                "a padding smaller than the kernel",
+            )
         size = (n + 2 * p - k) // s + 1
         if size < 1:
             builder.fail(

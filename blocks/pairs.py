@@ -40,12 +40,21 @@ ACTIVATION_DEGREE = {
     "square": (2, False),
 }
 EXPAND_LIMIT = 5_000
+MAX_POWER = 12
 
 
 def activation_degree(block):
     """Return (k, per_unit) for the block's activation."""
+    options = dict(block.options)
     if block.activation == "relu_power":
-        return dict(block.options)["k"], True
+        if options["k"] > MAX_POWER:
+            raise NotImplementedError(
+                f"relu_power with k = {options['k']}: phi has too many terms; "
+                f"use k <= {MAX_POWER}"
+            )
+        return options["k"], True
+    if block.activation == "leaky_relu" and options["slope"] == 1:
+        return 1, False  # slope 1 is the identity map
     if block.activation not in ACTIVATION_DEGREE:
         raise NotImplementedError(
             f"activation '{block.activation}' is not polynomial on any region, so "
@@ -156,6 +165,7 @@ def group_components(polys, dimension):
             parent[root(v)] = root(variables[0])
 
     members = {}
+    polys = [p for p in polys if p.variables()]
     for p in polys:
         members.setdefault(root(min(p.variables())), []).append(p)
     groups = []

@@ -29,8 +29,9 @@ def symbolic_parametrization(block, graph):
 
 
 def _pair(block, graph):
-    polynomial = block.activation in ACTIVATION_DEGREE or block.activation == (
-        "relu_power"
+    polynomial = block.activation in ACTIVATION_DEGREE or block.activation in (
+        "relu_power",
+        "leaky_relu",
     )
     if polynomial:
         return pair_parametrization(block, graph)

@@ -185,3 +185,51 @@ def test_non_polynomial_custom_phi_is_certified_from_sampled_gradients():
 
     assert report.status == "certified"
     assert _equal_up_to_sign(law, x0**2 - x1**2)
+
+
+def test_leaky_relu_with_slope_one_is_a_linear_pair():
+    report = analyze(
+        {
+            "input": [1],
+            "layers": [
+                {"type": "linear", "name": "a", "out": 3},
+                {"type": "leaky_relu", "slope": 1},
+                {"type": "linear", "name": "b", "out": 1},
+            ],
+        }
+    )
+
+    assert (report.laws, report.status) == (5, "certified")
+
+
+def test_single_token_attention_conserves_every_query_key_parameter():
+    report = analyze(
+        {
+            "input": [1, 2],
+            "layers": [{"type": "attention", "name": "at", "heads": 1, "head_dim": 1}],
+        }
+    )
+    qk = report.blocks[0]
+
+    assert (qk.count, qk.status) == (qk.parameters, "certified")
+
+
+def test_constant_components_of_phi_are_ignored():
+    report = analyze({"custom": {"parameters": {"x": [3]}, "phi": ["1", "x_0*x_1"]}})
+
+    assert (report.laws, report.status) == (2, "certified")
+
+
+def test_parameters_in_no_block_make_the_model_status_bounds():
+    report = analyze(
+        {
+            "input": [3],
+            "layers": [
+                {"type": "linear", "name": "a", "out": 3},
+                {"type": "softmax"},
+                {"type": "linear", "name": "b", "out": 2},
+            ],
+        }
+    )
+
+    assert report.unblocked and report.status == "bounds"
