@@ -269,7 +269,8 @@ class _Forward:
 
     def realized_patterns(self, seed, positive):
         """Return the activity patterns realized by random inputs, and whether
-        every unit switches (is active on some inputs and inactive on others)."""
+        every unit switches (is active on some inputs and inactive on others).
+        """
         rng = np.random.default_rng(seed)
         theta = rng.normal(size=len(self.theta))
         if positive:
