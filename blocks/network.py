@@ -268,8 +268,9 @@ class _Forward:
         return out
 
     def realized_patterns(self, seed, positive):
-        """Return the activity patterns realized by random inputs, and whether
-        every unit switches (is active on some inputs and inactive on others).
+        """Return the patterns random inputs realize, and whether every unit switches.
+
+        A unit switches when it is active on some inputs and inactive on others.
         """
         rng = np.random.default_rng(seed)
         theta = rng.normal(size=len(self.theta))
