@@ -53,6 +53,24 @@ def main(verbose):
     warnings.simplefilter("default")
 
 
+def search_options(command):
+    """Add --degree and --seed, shared by the commands that run the engine."""
+    command = click.option(
+        "--seed",
+        type=click.IntRange(0, 2**32 - 1),
+        default=0,
+        show_default=True,
+        help="Seed of the random points.",
+    )(command)
+    return click.option(
+        "--degree",
+        type=click.IntRange(1, 6),
+        default=2,
+        show_default=True,
+        help="Largest degree of the polynomial law search.",
+    )(command)
+
+
 def cache_options(command):
     """Add --cache-dir and --no-cache to a command."""
     command = click.option(
@@ -76,20 +94,7 @@ def cache_options(command):
     show_default=True,
     help="text for people, json for programs, latex for papers.",
 )
-@click.option(
-    "--degree",
-    type=click.IntRange(1, 6),
-    default=2,
-    show_default=True,
-    help="Largest degree of the polynomial law search.",
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(0, 2**32 - 1),
-    default=0,
-    show_default=True,
-    help="Seed of the random points.",
-)
+@search_options
 @click.option("--all-laws", is_flag=True, help="Print every law in text format.")
 @click.option(
     "--global",
@@ -286,20 +291,7 @@ def drift(model, learning_rates, fmt, plot, cache_dir, no_cache, **settings):
     show_default=True,
     help="text: a summary table; json: the summary as one JSON object.",
 )
-@click.option(
-    "--degree",
-    type=click.IntRange(1, 6),
-    default=2,
-    show_default=True,
-    help="Largest degree of the polynomial law search.",
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(0, 2**32 - 1),
-    default=0,
-    show_default=True,
-    help="Seed of the random points.",
-)
+@search_options
 @click.option(
     "--scheduler",
     metavar="ADDRESS",

@@ -70,13 +70,6 @@ class VectorField:
             value[i] = p.evaluate_mod(point, prime)
         return value
 
-    def derivative_mod(self, point, direction, prime):
-        """Return DX(point) applied to `direction`, modulo `prime`."""
-        value = np.zeros(self.dimension)
-        for i, p in self.components.items():
-            value[i] = p.directional_mod(point, direction, prime)
-        return value
-
     def jacobian_mod(self, point, prime):
         """Return the matrix DX(point) modulo `prime` (rows: components)."""
         jacobian = np.zeros((self.dimension, self.dimension))

@@ -2,7 +2,8 @@
 
 Sums of squares over a slice of a tensor are written as squared norms of the slice,
 sums of products of two slices as inner products:
-``‖fc2.weight[:,1]‖² − ‖fc1.weight[1,:]‖² − fc1.bias[1]²``. Terms that fit no such
+``‖fc2.weight[:,1]‖² − ‖fc1.weight[1,:]‖² − fc1.bias[1]²``.
+Terms that fit no such
 pattern are written out one by one.
 
 Examples

@@ -21,8 +21,6 @@ True
 
 from fractions import Fraction
 
-import numpy as np
-
 __all__ = ["Polynomial", "monomial_product", "polynomial_from_sympy"]
 
 
@@ -205,21 +203,6 @@ class Polynomial:
                 gradient[v] = (gradient.get(v, 0) + value) % prime
         return gradient
 
-    def directional_mod(self, point, direction, prime):
-        """Return ``grad p(point) . direction`` modulo a prime."""
-        total = 0
-        for mono, c in self.terms.items():
-            base = coefficient_mod(c, prime)
-            for pos, (v, e) in enumerate(mono):
-                if direction[v] == 0:
-                    continue
-                value = base * e * int(direction[v]) % prime
-                value = value * pow(int(point[v]), e - 1, prime)
-                for w, f in mono[:pos] + mono[pos + 1 :]:
-                    value = value * pow(int(point[w]), f, prime) % prime
-                total += value
-        return total % prime
-
     def to_sympy(self, symbols):
         """Return the sympy expression with variable ``v`` as ``symbols[v]``."""
         import sympy
@@ -283,8 +266,3 @@ def polynomial_from_sympy(expr, index):
             value.numerator if value.denominator == 1 else value
         )
     return Polynomial(terms)
-
-
-def evaluate_many_mod(polys, point, prime):
-    """Evaluate several polynomials at one point modulo a prime, as an array."""
-    return np.array([p.evaluate_mod(point, prime) for p in polys], dtype=np.int64)

@@ -127,7 +127,7 @@ def analyze_whole(source, degree=2, seed=0, positive=False, cache=None):
     whole = analyze_block(block, param, memo)
 
     extra = _logarithmic_laws(whole, param, block)
-    block_laws = [e for b in report.blocks for e in _global_symbols(b)]
+    block_laws = [e for b in report.blocks for e in b.laws()]
     missed = _independent_of(whole.laws() + extra, block_laws, seed)
     return WholeResult(report, whole, extra, missed)
 
@@ -145,10 +145,6 @@ def _logarithmic_laws(whole, param, block):
         for h in find_log_laws(fields, cert.dimension, known):
             found.append(h.xreplace(dict(zip(t, names, strict=True))))
     return found
-
-
-def _global_symbols(block_report):
-    return block_report.laws()
 
 
 def _independent_of(candidates, base, seed):

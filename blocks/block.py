@@ -163,10 +163,6 @@ class ProductGroup:
         )
         return PolynomialGroup(self.variables, components)
 
-    def size(self):
-        """Return the number of components (with repeats across rectangles)."""
-        return sum(len(left) * len(right) for left, right in self.rectangles)
-
 
 @dataclass(frozen=True)
 class Parametrization:

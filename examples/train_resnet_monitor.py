@@ -2,7 +2,8 @@
 
 The network is an ordinary torch module. `ConservationMonitor` traces it with
 torch.fx, asks the engine for the laws of each block (here one per hidden channel
-of each residual body: ``‖c2[:, c]‖² − ‖c1[c]‖² − b1[c]²``) and returns their
+of each residual body:
+``‖c2[:, c]‖² − ‖c1[c]‖² − b1[c]²``) and returns their
 values at every step. The script prints, for each learning rate, the relative
 drift of the worst law at the end and at its largest, and the exponent p of
 ``drift ~ lr^p`` (close to 2 for SGD: one step changes a quadratic law by a term

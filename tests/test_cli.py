@@ -11,7 +11,8 @@ def test_analyze_prints_the_mlp_laws(runner, examples):
 
     assert result.exit_code == 0
     assert "5 laws (certified)" in result.output
-    assert "‖fc2.weight[:,0]‖² − ‖fc1.weight[0,:]‖² − fc1.bias[0]²" in result.output
+    law = "‖fc2.weight[:,0]‖² − ‖fc1.weight[0,:]‖² − fc1.bias[0]²"
+    assert law in result.output
 
 
 def test_json_output_follows_the_contract(runner, examples):

@@ -154,7 +154,8 @@ def test_gradient_matches_finite_differences(name, loss):
 
 
 def test_one_gd_step_changes_a_relu_law_by_tau_squared_terms():
-    # DESIGN.md 2.6: h = ‖u‖² − ‖v‖² − b² changes by τ²(‖∇u E‖² − ‖∇v E‖² − ∂b E²).
+    # DESIGN.md 2.6: h = ‖u‖² − ‖v‖² − b² changes by
+    # τ²(‖∇u E‖² − ‖∇v E‖² − ∂b E²).
     model = _model(MLP)
     theta = model.init_parameters(seed=0)
     X, y = _batch(model, "squared")
