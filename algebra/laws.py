@@ -2,10 +2,13 @@
 
 A polynomial h is a conservation law of the fields V when ``grad h . X_j`` is the
 zero polynomial for every X_j of V. Writing h as a combination of the monomials of
-degree 1 to K with unknown coefficients makes this a linear system. Its null space
-is found modulo a prime from the values of ``grad m . X_j`` at random points; each
-basis vector is lifted to rationals and then verified exactly, so that a returned law
-never rests on a floating-point or modular computation.
+degree 1 to K with unknown coefficients makes this a linear system, and its
+equations are the coefficients of ``grad m . X_j`` (one per field j and monomial of
+the product): exact, sparse, and built for all unknowns at once with term arrays
+(`algebra.compiled`). Unknowns that share no equation are independent, so the system
+splits into connected components, usually of a few unknowns each, and each one's
+null space is taken modulo a prime. Each basis vector is lifted to rationals and
+then verified exactly, so that a returned law never rests on a modular computation.
 
 Examples
 --------
@@ -20,15 +23,14 @@ import itertools
 
 import numpy as np
 
-from algebra.polynomial import Polynomial
-from algebra.rank import (
-    PRIME,
-    Echelon,
-    mod_matmul,
-    modular_nullspace,
-    random_point,
-    rational_reconstruction,
+from algebra.compiled import (
+    TermArray,
+    _canonical,
+    compile_fields,
+    conservation_residuals,
 )
+from algebra.polynomial import Polynomial
+from algebra.rank import PRIME, modular_nullspace, rational_reconstruction
 
 __all__ = [
     "find_polynomial_laws",
@@ -36,8 +38,7 @@ __all__ = [
     "monomials_up_to",
 ]
 
-MAX_UNKNOWNS = 4000
-FLOAT_SEARCH = 300
+MAX_UNKNOWNS = 20_000
 
 
 def monomials_up_to(variables, degree):
@@ -52,8 +53,23 @@ def monomials_up_to(variables, degree):
     return monomials
 
 
-def is_conserved(h, fields):
-    """Return True when ``grad h . X`` is exactly zero for every field X."""
+def is_conserved(h, fields, compiled=None):
+    """Return True when ``grad h . X`` is exactly zero for every field X.
+
+    With `compiled` (the fields as one exact `TermArray`, slot ``j * D + i``, see
+    `compile_exact`) the products are formed in int64 arrays; coefficients that are
+    not small integers fall back to exact Python arithmetic.
+    """
+    if compiled is not None and fields:
+        d = fields[0].dimension
+        gradient = {k: h.diff(k) for k in h.variables()}
+        try:
+            grad = TermArray.from_polynomials(
+                list(gradient.values()), list(gradient), d, modulus=None
+            )
+            return len(conservation_residuals(grad, compiled)) == 0
+        except OverflowError:
+            pass
     gradient = {k: h.diff(k) for k in h.variables()}
     for X in fields:
         total = Polynomial()
@@ -76,7 +92,7 @@ def find_polynomial_laws(fields, dimension, degree=2, seed=0, monomials=None):
     degree : int
         The largest total degree searched (K).
     seed : int
-        Seed of the random points.
+        Kept for the signature; the system is exact, not sampled.
     monomials : list, optional
         The monomials to search over; by default all those of degree 1 to
         `degree`.
@@ -100,85 +116,118 @@ def find_polynomial_laws(fields, dimension, degree=2, seed=0, monomials=None):
             f"{len(monomials)} unknowns (at most {MAX_UNKNOWNS}); "
             "search a lower degree or split the block"
         )
+    compiled_mod = compile_fields(fields, dimension, PRIME)
+    try:
+        compiled = compile_fields(fields, dimension, None)
+    except OverflowError:
+        compiled = None
+    laws = [_lift(row, monomials) for row in _kernel(compiled_mod, monomials)]
+    return [h for h in laws if h is not None and is_conserved(h, fields, compiled)]
 
-    if len(monomials) > FLOAT_SEARCH:
-        laws = _float_candidates(fields, dimension, monomials, seed)
-    else:
-        kernel = _modular_kernel(fields, dimension, monomials, seed)
-        laws = [_lift(row, monomials) for row in kernel]
-    return [h for h in laws if h is not None and is_conserved(h, fields)]
+
+def _kernel(fields, monomials):
+    """Basis of the laws' coefficient vectors modulo PRIME, one component at a time."""
+    n = len(monomials)
+    rows, cols, coef = _equations(fields, monomials)
+    labels = _components(n, rows, cols)
+    kernel = []
+    # An unknown in no equation is a law by itself (a monomial no field moves).
+    touched = np.zeros(n, dtype=bool)
+    touched[cols] = True
+    for u in np.flatnonzero(~touched):
+        vector = np.zeros(n)
+        vector[u] = 1
+        kernel.append(vector)
+    order = np.argsort(labels[cols], kind="stable")
+    rows, cols, coef = rows[order], cols[order], coef[order]
+    bounds = np.flatnonzero(np.diff(labels[cols])) + 1
+    for r, c, v in zip(
+        np.split(rows, bounds), np.split(cols, bounds), np.split(coef, bounds),
+        strict=True,
+    ):
+        if not len(c):
+            continue
+        local_cols, c = np.unique(c, return_inverse=True)
+        if len(local_cols) == 1:
+            continue  # one unknown with a nonzero equation: no law
+        _, r = np.unique(r, return_inverse=True)
+        matrix = np.zeros((r.max() + 1, len(local_cols)))
+        matrix[r, c] = v
+        for basis_row in modular_nullspace(matrix):
+            vector = np.zeros(n)
+            vector[local_cols] = basis_row
+            kernel.append(vector)
+    return kernel
 
 
-def _float_candidates(fields, dimension, monomials, seed):
-    """Candidate laws from a floating-point null space (fast path).
+def _equations(fields, monomials):
+    """The exact system: (row, unknown, coefficient mod p) of ``grad m_u . X_j``.
 
-    Used for large searches: the null space comes from LAPACK, the candidates are
-    rounded to small rationals, and the caller keeps only those verified exactly,
-    so no returned law rests on floating point.
+    A row is one monomial of one field's product; like entries are added up and
+    zeros dropped.
     """
-    from algebra.sampled import _lift as lift_float
-    from algebra.sampled import _monomial_gradients, _reduced_basis
+    d = fields.dimension
+    entries = [
+        (u, v, e, mono[:pos] + (((v, e - 1),) if e > 1 else ()) + mono[pos + 1 :])
+        for u, mono in enumerate(monomials)
+        for pos, (v, e) in enumerate(mono)
+    ]
+    width = max((len(rest) for *_, rest in entries), default=0) or 1
+    var = np.full((len(entries), width), d, dtype=np.int64)
+    exp = np.zeros((len(entries), width), dtype=np.int64)
+    for k, (*_, rest) in enumerate(entries):
+        for c, (v, e) in enumerate(rest):
+            var[k, c], exp[k, c] = v, e
+    unknown = np.array([u for u, *_ in entries], dtype=np.int64)
+    key = np.array([v for _, v, *_ in entries], dtype=np.int64)
+    scale = np.array([e for _, _, e, _ in entries], dtype=np.int64)
 
-    rng = np.random.default_rng(seed + 2)
-    per_point = min(len(fields), dimension)
-    rows = []
-    for _ in range(2 * len(monomials) // max(per_point, 1) + 3):
-        point = rng.normal(size=dimension)
-        values = np.zeros((len(fields), dimension))
-        for j, X in enumerate(fields):
-            for i, p in X.components.items():
-                values[j, i] = p.evaluate(point)
-        mixing = rng.normal(size=(per_point + 2, len(fields)))
-        rows.append((mixing @ values) @ _monomial_gradients(monomials, point).T)
-    M = np.vstack(rows)
-    scale = np.linalg.norm(M, axis=0) + 1e-300
-    # A random compression to a few more rows than unknowns keeps the null space
-    # (almost surely) and makes the SVD square.
-    M = M / scale
-    if len(M) > len(monomials) + 50:
-        M = rng.normal(size=(len(monomials) + 50, len(M))) @ M
-    _, sigma, vt = np.linalg.svd(M, full_matrices=False)
-    tail = vt[np.sum(sigma > 1e-9 * sigma[0]) :] / scale
-    return [lift_float(row, monomials) for row in _reduced_basis(tail)]
-
-
-def _modular_kernel(fields, dimension, monomials, seed):
-    """Return the null space, modulo PRIME, of the sampled linear system."""
-    rng = np.random.default_rng(seed + 1)
-    echelon = Echelon(len(monomials))
-    stalled = 0
-    while stalled < 3 and echelon.rank < len(monomials):
-        point = random_point(dimension, int(rng.integers(2**31)))
-        rows = _sampled_rows(fields, monomials, point, rng)
-        before = echelon.rank
-        echelon.add_many(rows)
-        stalled = stalled + 1 if echelon.rank == before else 0
-    return modular_nullspace(echelon.rows) if echelon.rank else np.eye(len(monomials))
-
-
-def _sampled_rows(fields, monomials, point, rng):
-    """Rows ``grad m(point) . X(point)`` for random combinations X of the fields."""
-    if not fields:
-        return np.zeros((0, len(monomials)))
-    values = np.array([X.value_mod(point, PRIME) for X in fields])
-    count = min(len(fields), values.shape[1] + 2)
-    mixing = rng.integers(0, PRIME, size=(count, len(fields))).astype(float)
-    combined = mod_matmul(mixing, values) if len(fields) > count else values
-    return mod_matmul(
-        combined, _monomial_gradients_mod(monomials, point, values.shape[1]).T
+    component = fields.slot % d
+    order = np.argsort(component, kind="stable")
+    start = np.searchsorted(component[order], key, "left")
+    count = np.searchsorted(component[order], key, "right") - start
+    left = np.repeat(np.arange(len(key)), count)
+    offsets = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    right = order[np.repeat(start, count) + offsets]
+    pv, pe = _canonical(
+        np.concatenate([var[left], fields.var[right]], axis=1),
+        np.concatenate([exp[left], fields.exp[right]], axis=1),
+        d,
     )
+    row_key = np.ascontiguousarray(
+        np.concatenate([(fields.slot[right] // d)[:, None], pv, pe], axis=1)
+    )
+    void = np.dtype((np.void, row_key.dtype.itemsize * row_key.shape[1]))
+    _, rows = np.unique(row_key.view(void).ravel(), return_inverse=True)
+    rows = rows.ravel()
+    cols = unknown[left]
+    values = scale[left] * fields.coef[right] % PRIME
+    # Add up entries with the same (row, unknown).
+    pair = rows * len(monomials) + cols
+    pairs, inverse = np.unique(pair, return_inverse=True)
+    total = np.bincount(inverse.ravel(), weights=values.astype(float)) % PRIME
+    keep = total != 0
+    pairs = pairs[keep]
+    return pairs // len(monomials), pairs % len(monomials), total[keep]
 
 
-def _monomial_gradients_mod(monomials, point, dimension):
-    """Rows: the gradient of each monomial at `point`, modulo PRIME."""
-    gradients = np.zeros((len(monomials), dimension))
-    for k, mono in enumerate(monomials):
-        for pos, (v, e) in enumerate(mono):
-            value = e * pow(int(point[v]), e - 1, PRIME) % PRIME
-            for w, f in mono[:pos] + mono[pos + 1 :]:
-                value = value * pow(int(point[w]), f, PRIME) % PRIME
-            gradients[k, v] = value
-    return gradients
+def _components(n, rows, cols):
+    """Label the unknowns: two share a label when a chain of rows joins them."""
+    labels = np.arange(n)
+    order = np.lexsort((cols, rows))
+    r, c = rows[order], cols[order]
+    same = r[1:] == r[:-1]
+    a, b = c[:-1][same], c[1:][same]
+    while len(a):
+        low = np.minimum(labels[a], labels[b])
+        new = labels.copy()
+        np.minimum.at(new, a, low)
+        np.minimum.at(new, b, low)
+        new = new[new]
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels
 
 
 def _lift(row, monomials):

@@ -2,8 +2,15 @@
 
 The fields of V are pruned to a basis of their values at a random point theta, then
 brackets of pairs of basis fields are added while they raise the rank, until a full
-pass adds nothing (the span is then closed under brackets near theta) or the rank
-reaches D. Ranks are taken modulo a prime, so the result is a lower bound for the
+pass adds nothing (the span is then closed under brackets near theta), the rank
+reaches D, or it reaches a target given by the caller (D minus the number of
+verified laws: the rank cannot go higher, so the closure is complete there).
+
+A bracket's value at theta comes from the Jacobians of its two fields, and the
+Jacobian of a bracket that joins the basis from their first and second derivatives
+(`algebra.compiled.bracket_jacobian`). A bracket is expanded symbolically over
+GF(p) only when it becomes a parent: the Jacobian of its own brackets needs its
+second derivatives. Ranks are taken modulo a prime, so the result is a lower bound for the
 generic dimension of Lie(V)(theta): the upper bound ``N <= D - rank`` on the number
 of conservation laws holds whatever happens.
 
@@ -29,10 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from algebra.brackets import BracketTable
+from algebra.compiled import bracket, bracket_jacobian, compile_fields
 from algebra.rank import PRIME, Echelon, mod_matmul, random_point
 
 __all__ = ["TraceResult", "trace_dimension"]
+
+STACK_LIMIT = 2**25
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,8 @@ class TraceResult:
     depth : int
         The largest bracket depth that raised the rank (1: the fields alone).
     closed : bool
-        True when a full pass of brackets added nothing, or the rank reached D.
+        True when a full pass of brackets added nothing, or the rank reached D or
+        the target.
     brackets : int
         The number of brackets expanded symbolically.
     """
@@ -57,7 +67,7 @@ class TraceResult:
     brackets: int
 
 
-def trace_dimension(fields, seed=0, max_pairs=200_000, table=None):
+def trace_dimension(fields, seed=0, max_pairs=200_000, target=None):
     """Compute dim Lie(V)(theta) at a random point, exactly modulo a prime.
 
     Parameters
@@ -68,8 +78,9 @@ def trace_dimension(fields, seed=0, max_pairs=200_000, table=None):
         Seed of the random point, so that results repeat.
     max_pairs : int
         Stop (with ``closed=False``) after evaluating this many brackets.
-    table : BracketTable, optional
-        The bracket memo to use; a new one by default.
+    target : int, optional
+        Stop as soon as the rank reaches it (default D). Pass D minus the number
+        of verified independent laws: the generic rank cannot exceed it.
 
     Returns
     -------
@@ -77,43 +88,91 @@ def trace_dimension(fields, seed=0, max_pairs=200_000, table=None):
     """
     if not fields:
         return TraceResult(0, 0, True, 0)
-    table = table or BracketTable()
     dimension = fields[0].dimension
+    target = dimension if target is None else min(target, dimension)
     point = random_point(dimension, seed)
 
     echelon = Echelon(dimension)
-    values = np.array([X.value_mod(point, PRIME) for X in fields])
-    basis = [(fields[k], 1) for k in echelon.add_many(values)]
-    return _close_under_brackets(basis, echelon, point, table, max_pairs)
+    every = compile_fields(fields, dimension, PRIME)
+    values = every.values_by_slot(point, len(fields) * dimension)
+    kept = echelon.add_many(values.reshape(len(fields), dimension))
+    closure = _Closure(point, echelon, target)
+    for k, field in zip(kept, every.split(kept, dimension), strict=True):
+        closure.append(field, None, 1, values.reshape(len(fields), dimension)[k])
+    return closure.run(max_pairs)
 
 
-def _close_under_brackets(basis, echelon, point, table, max_pairs):
-    """Add brackets of basis pairs while they raise the rank at `point`."""
-    dimension = echelon.width
-    values = [X.value_mod(point, PRIME) for X, _ in basis]
-    jacobians = [X.jacobian_mod(point, PRIME) for X, _ in basis]
-    frontier, pairs, depth = range(len(basis)), 0, 1
-    while len(frontier) and echelon.rank < dimension:
-        start = len(basis)
-        for a in frontier:
-            for b in range(a):
-                if pairs >= max_pairs:
-                    return TraceResult(echelon.rank, depth, False, table.computed)
-                pairs += 1
-                value = _bracket_value(jacobians, values, a, b)
-                if echelon.add(value):
-                    bracket = table.bracket(basis[a][0], basis[b][0])
-                    level = basis[a][1] + basis[b][1]
-                    basis.append((bracket, level))
-                    values.append(value)
-                    jacobians.append(bracket.jacobian_mod(point, PRIME))
+class _Closure:
+    """The basis fields, their values and Jacobians at the point, and the pass.
+
+    A basis field is held expanded (a TermArray) or as the pair of basis indices it
+    is the bracket of, expanded when first needed.
+    """
+
+    def __init__(self, point, echelon, target):
+        self.point = point
+        self.echelon = echelon
+        self.target = target
+        self.fields, self.parents, self.levels = [], [], []
+        self.values, self.jacobians = [], []
+        self.expanded = 0
+        d = echelon.width
+        self.stack = np.zeros((min(d, 16), d, d)) if d**3 <= STACK_LIMIT else None
+
+    def append(self, field, parents, level, value):
+        if field is None:
+            a, b = parents
+            jacobian = bracket_jacobian(
+                self.field(a), self.field(b), self.point,
+                self.jacobians[a], self.jacobians[b],
+            )
+        else:
+            jacobian = field.jacobian_mod(self.point)
+        self.fields.append(field)
+        self.parents.append(parents)
+        self.levels.append(level)
+        self.values.append(value)
+        self.jacobians.append(jacobian)
+        if self.stack is not None:
+            k = len(self.jacobians) - 1
+            if k == len(self.stack):
+                self.stack = np.concatenate([self.stack, np.zeros_like(self.stack)])
+            self.stack[k] = jacobian
+
+    def field(self, k):
+        """Basis field k, expanded."""
+        if self.fields[k] is None:
+            a, b = self.parents[k]
+            self.fields[k] = bracket(self.field(a), self.field(b))
+            self.expanded += 1
+        return self.fields[k]
+
+    def run(self, max_pairs):
+        frontier, pairs, depth = range(len(self.fields)), 0, 1
+        while len(frontier) and self.echelon.rank < self.target:
+            start = len(self.fields)
+            for a in frontier:
+                if pairs + a > max_pairs:
+                    return TraceResult(self.echelon.rank, depth, False, self.expanded)
+                pairs += a
+                candidates = self._bracket_values(a)
+                for b in self.echelon.add_many(candidates):
+                    level = self.levels[a] + self.levels[b]
                     depth = max(depth, level)
-        frontier = range(start, len(basis))
-    return TraceResult(echelon.rank, depth, True, table.computed)
+                    if self.echelon.rank >= self.target:
+                        return TraceResult(self.echelon.rank, depth, True, self.expanded)
+                    self.append(None, (a, b), level, candidates[b])
+            frontier = range(start, len(self.fields))
+        return TraceResult(self.echelon.rank, depth, True, self.expanded)
 
-
-def _bracket_value(jacobians, values, a, b):
-    """Return ``[X_a, X_b](point) = DX_b X_a - DX_a X_b`` modulo PRIME."""
-    forward = mod_matmul(jacobians[b], values[a])
-    backward = mod_matmul(jacobians[a], values[b])
-    return np.mod(forward - backward, PRIME)
+    def _bracket_values(self, a):
+        """Rows ``[X_a, X_b](point)`` for b < a, modulo PRIME."""
+        if a == 0:
+            return np.zeros((0, self.echelon.width))
+        value = self.values[a]
+        if self.stack is not None:
+            forward = np.mod(self.stack[:a] @ value, PRIME)
+        else:
+            forward = np.array([mod_matmul(J, value) for J in self.jacobians[:a]])
+        backward = mod_matmul(np.array(self.values[:a]), self.jacobians[a].T)
+        return np.mod(forward - backward, PRIME)

@@ -1,0 +1,103 @@
+"""The term-array fast path against the exact symbolic path, on random fields."""
+
+import random
+
+import numpy as np
+import pytest
+
+from algebra.brackets import lie_bracket
+from algebra.certificate import certify
+from algebra.compiled import TermArray, bracket, bracket_jacobian
+from algebra.fields import VectorField, gradient_field
+from algebra.laws import find_polynomial_laws, is_conserved, monomials_up_to
+from algebra.polynomial import Polynomial
+from algebra.rank import PRIME, random_point
+from algebra.trace import trace_dimension
+
+
+def _random_field(rng, d):
+    def poly():
+        terms = {}
+        for _ in range(rng.randint(1, 4)):
+            chosen = rng.sample(range(d), rng.randint(0, min(3, d)))
+            mono = tuple(sorted((v, rng.randint(1, 3)) for v in chosen))
+            terms[mono] = rng.randint(-5, 5)
+        return Polynomial(terms)
+
+    return VectorField({i: poly() for i in range(d) if rng.random() < 0.8}, d)
+
+
+@pytest.mark.parametrize("trial", range(60))
+def test_bracket_matches_exact(trial):
+    rng = random.Random(trial)
+    d = rng.randint(1, 5)
+    X, Y = _random_field(rng, d), _random_field(rng, d)
+    exact = lie_bracket(X, Y)
+    fast = bracket(TermArray.from_field(X), TermArray.from_field(Y))
+    point = random_point(d, trial)
+    assert fast.to_polynomials() == TermArray.from_field(exact).to_polynomials()
+    assert np.array_equal(fast.value_mod(point), exact.value_mod(point, PRIME))
+    assert np.array_equal(fast.jacobian_mod(point), exact.jacobian_mod(point, PRIME))
+    assert np.array_equal(
+        bracket_jacobian(TermArray.from_field(X), TermArray.from_field(Y), point),
+        exact.jacobian_mod(point, PRIME),
+    )
+    integer = bracket(TermArray.from_field(X, None), TermArray.from_field(Y, None))
+    assert integer.to_polynomials() == exact.components
+
+
+def test_float_evaluation_matches():
+    rng = random.Random(3)
+    X = _random_field(rng, 4)
+    points = np.random.default_rng(0).normal(size=(3, 4))
+    values = TermArray.from_field(X).evaluate(points)
+    for row, x in zip(values, points, strict=True):
+        expected = [X.components[i].evaluate(x) if i in X.components else 0.0 for i in range(4)]
+        assert np.allclose(row, expected)
+
+
+def _linear_pair_fields():
+    # phi = V U with U, V 2 x 2: U[h, i] is variable 2h + i, V[o, h] is 4 + 2o + h.
+    U = [[Polynomial.variable(2 * h + i) for i in range(2)] for h in range(2)]
+    V = [[Polynomial.variable(4 + 2 * o + h) for h in range(2)] for o in range(2)]
+    phis = [V[o][0] * U[0][i] + V[o][1] * U[1][i] for o in range(2) for i in range(2)]
+    return [gradient_field(phi, 8) for phi in phis]
+
+
+def test_trace_stops_at_target_and_agrees():
+    fields = _linear_pair_fields()
+    full = trace_dimension(fields, seed=0)
+    assert (full.rank, full.depth, full.closed) == (5, 2, True)
+    early = trace_dimension(fields, seed=0, target=4)
+    assert early.rank == 4 and early.closed
+
+
+def test_exact_law_system_finds_the_balance_laws():
+    fields = _linear_pair_fields()
+    cert = certify(fields, 8)
+    assert cert.status == "certified" and cert.bounds == (3, 3)
+    assert all(is_conserved(h, fields) for h in cert.laws)
+    # The entries of U U^T - V^T V, up to sign and order.
+    expected = {
+        frozenset({((0, 2),): 1, ((1, 2),): 1, ((4, 2),): -1, ((6, 2),): -1}.items()),
+        frozenset({((2, 2),): 1, ((3, 2),): 1, ((5, 2),): -1, ((7, 2),): -1}.items()),
+        frozenset(
+            {((0, 1), (2, 1)): 1, ((1, 1), (3, 1)): 1, ((4, 1), (5, 1)): -1,
+             ((6, 1), (7, 1)): -1}.items()
+        ),
+    }
+    found = set()
+    for h in cert.laws:
+        sign = 1 if h.terms[min(h.terms)] * (1 if min(h.terms)[0][0] < 4 else -1) > 0 else -1
+        found.add(frozenset({m: sign * c for m, c in h.terms.items()}.items()))
+    assert found == expected
+
+
+def test_law_search_rejects_nothing_it_should_keep():
+    # phi = x0 x1 x2 x3: three quadratic laws x_i^2 - x_j^2, none of degree 1.
+    phi = Polynomial({tuple((k, 1) for k in range(4)): 1})
+    laws = find_polynomial_laws([gradient_field(phi, 4)], 4, 2)
+    assert len(laws) == 3
+    assert not find_polynomial_laws(
+        [gradient_field(phi, 4)], 4, 2, monomials=monomials_up_to(range(4), 1)
+    )
