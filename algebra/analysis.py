@@ -21,12 +21,13 @@ import time
 
 import sympy
 
+from algebra.bilinear import certify_bilinear
 from algebra.certificate import Certificate, certify
 from algebra.fields import gradient_field
 from algebra.products import certify_products
 from algebra.report import BlockReport, Report, joint_law_count
 from algebra.sampled import certify_sampled
-from blocks.block import Parametrization, ProductGroup
+from blocks.block import BilinearGroup, Parametrization, ProductGroup
 from blocks.custom import custom_parametrization
 from blocks.graph import build_graph, parameter_count
 from blocks.model_file import load_model
@@ -228,6 +229,8 @@ def _certify_group(group, degree, seed, layout=None):
     """Certify one group in its local variables."""
     if isinstance(group, _SymbolicGroup):
         return certify_sampled(group.model, degree, seed)
+    if isinstance(group, BilinearGroup):
+        return certify_bilinear(group, degree, seed)
     if isinstance(group, ProductGroup):
         try:
             return certify_products(group)

@@ -52,6 +52,7 @@ import warnings
 from dataclasses import fields
 from fractions import Fraction
 
+from algebra.bilinear import LawFamily
 from algebra.certificate import Certificate
 from algebra.errors import CacheError
 from algebra.polynomial import Polynomial
@@ -112,7 +113,10 @@ def encode_certificate(cert):
         ``FORMAT``, a space, the hex digest of the body, a newline, the body.
     """
     content = {f.name: getattr(cert, f.name) for f in fields(Certificate)}
-    content["laws"] = [_encode_polynomial(law) for law in cert.laws]
+    if isinstance(cert.laws, LawFamily):
+        content["laws"] = cert.laws.to_json()
+    else:
+        content["laws"] = [_encode_polynomial(law) for law in cert.laws]
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=_plain)
     body = text.encode()
     digest = hashlib.sha256(body).hexdigest().encode()
@@ -177,7 +181,11 @@ def _certificate_from(content):
         raise ValueError("fields differ from this version's certificate")
 
     values = dict(content)
-    values["laws"] = tuple(_polynomial_from(law) for law in _listed(content["laws"]))
+    if isinstance(content["laws"], dict):
+        values["laws"] = LawFamily.from_json(content["laws"])
+    else:
+        laws = _listed(content["laws"])
+        values["laws"] = tuple(_polynomial_from(law) for law in laws)
     values["bounds"] = tuple(_listed(content["bounds"]))
     cert = Certificate(**values)
     _check_invariants(cert)
@@ -232,6 +240,9 @@ def _check_invariants(cert):
         raise ValueError(f"bounds {cert.bounds} do not match the laws")
     if cert.status == "certified" and cert.bounds[0] != cert.bounds[1]:
         raise ValueError("certified with bounds that do not meet")
+    if isinstance(cert.laws, LawFamily):
+        cert.laws.check(cert.dimension)
+        return
     for law in cert.laws:
         _check_law(law, cert.dimension)
 

@@ -122,9 +122,7 @@ class BlockReport:
 
     def law_terms(self):
         """Return the total number of terms of the laws."""
-        terms = sum(
-            len(law.terms) * 1 for cert, _ in self.instances for law in cert.laws
-        )
+        terms = sum(_terms(cert.laws) for cert, _ in self.instances)
         return terms + len(self.free)
 
     def symbols(self):
@@ -148,10 +146,26 @@ class BlockReport:
         return [law.to_sympy(_LazySymbols(symbol)) for law in self.law_polynomials()]
 
     def compact(self):
-        """Return each law in compact matrix notation, for people."""
-        from algebra.notation import compact_law
+        """Return each law in compact matrix notation, for people.
 
-        return [compact_law(law, self.block) for law in self.law_polynomials()]
+        A family of laws (`algebra.bilinear.LawFamily`) is one line.
+        """
+        return [text for text, _ in self.compact_entries()]
+
+    def compact_entries(self):
+        """Yield (compact text, number of laws it stands for), lazily."""
+        from algebra.notation import compact_law
+        from algebra.polynomial import Polynomial
+
+        for v in self.free:
+            yield compact_law(Polynomial.variable(v), self.block), 1
+        for cert, variables in self.instances:
+            if hasattr(cert.laws, "compact"):
+                yield cert.laws.compact(self.block, variables), len(cert.laws)
+                continue
+            mapping = dict(enumerate(variables))
+            for law in cert.laws:
+                yield compact_law(law.rename(mapping), self.block), 1
 
     def to_dict(self, expressions=True):
         """Return the block's JSON object (DESIGN.md section 5)."""
@@ -182,6 +196,13 @@ class BlockReport:
             )
         result["compact"] = self.compact()
         return result
+
+
+def _terms(laws):
+    """Count the terms of a group's laws, without expanding a family."""
+    if hasattr(laws, "terms"):
+        return laws.terms
+    return sum(len(law.terms) for law in laws)
 
 
 class _LazySymbols:
@@ -265,7 +286,9 @@ def joint_law_count(reports, seed=0):
         if k not in overlapping:
             total += report.count
             continue
-        for law in report.law_polynomials():
+        counted, polynomials = _split_families(report, reports, overlapping, seed)
+        total += counted
+        for law in polynomials:
             entries = {v: report.block.entry(v) for v in law.variables()}
             laws.append((law, entries))
     owners = {}
@@ -289,6 +312,43 @@ def _overlapping(reports):
                     overlapping.update((k, other))
             seen.setdefault(name, []).append((k, view))
     return overlapping
+
+
+def _split_families(report, reports, overlapping, seed):
+    """Count the law families independent of every other block's laws.
+
+    A family whose rows of entries held by no other block carry independent
+    gradients (`LawFamily.independent_of_others`) adds its size; the laws of the
+    other groups are returned as polynomials in block variables.
+    """
+    from algebra.polynomial import Polynomial
+
+    shared = _shared_names(report, reports, overlapping)
+    names = [name for name, _ in report.block.parameters]
+    starts = np.cumsum([0, *report.block.sizes])
+    counted, polynomials = 0, [Polynomial.variable(v) for v in report.free]
+    for cert, variables in report.instances:
+        if hasattr(cert.laws, "independent_of_others"):
+            owner = np.searchsorted(starts, np.asarray(variables), side="right") - 1
+            private = np.array([names[p] not in shared for p in owner], dtype=bool)
+            if cert.laws.independent_of_others(private, seed):
+                counted += len(cert.laws)
+                continue
+        mapping = dict(enumerate(variables))
+        polynomials.extend(law.rename(mapping) for law in cert.laws)
+    return counted, polynomials
+
+
+def _shared_names(report, reports, overlapping):
+    """Parameter names of `report` that another overlapping block also holds."""
+    own = {name for name, _ in report.block.parameters}
+    return {
+        name
+        for k in overlapping
+        if reports[k] is not report
+        for name, _ in reports[k].block.parameters
+        if name in own
+    }
 
 
 def _has_private(entries, owners, k):

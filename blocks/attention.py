@@ -28,10 +28,10 @@ import numpy as np
 
 from algebra.errors import ArchitectureError
 from algebra.polynomial import Polynomial
-from blocks.block import Parametrization
+from blocks.block import BilinearGroup, Parametrization
 from blocks.pairs import group_components
 
-__all__ = ["head_parametrization", "HEAD_EXPAND_LIMIT"]
+__all__ = ["bilinear_parametrization", "head_parametrization", "HEAD_EXPAND_LIMIT"]
 
 HEAD_EXPAND_LIMIT = 200_000
 
@@ -46,7 +46,8 @@ def head_parametrization(block, graph, expand_limit=HEAD_EXPAND_LIMIT):
     graph : networkx.DiGraph
         The model graph.
     expand_limit : int
-        Larger products are reported as too large to expand.
+        Larger products are stored as a `BilinearGroup` (or, with rope,
+        reported as too large to expand).
 
     Returns
     -------
@@ -68,6 +69,8 @@ def head_parametrization(block, graph, expand_limit=HEAD_EXPAND_LIMIT):
     if rope and inner % 2:
         raise ArchitectureError(f"{node}: rope needs an even head_dim; got {inner}")
     terms = left.shape[0] * right.shape[0] * inner * (2 if rope else 1)
+    if terms > expand_limit and not rope:
+        return _bilinear_head(block, left, right)
     if terms > expand_limit:
         return Parametrization((), note=f"phi has {terms} terms; too large to expand")
 
@@ -79,6 +82,20 @@ def head_parametrization(block, graph, expand_limit=HEAD_EXPAND_LIMIT):
         partners = right if block.kind == "attention_qk" else left
         polys += [_bilinear(bias, M, b) for M in forms for b in partners]
     return group_components([p for p in polys if p], block.dimension)
+
+
+def _bilinear_head(block, left, right):
+    """Store phi of a large head as a `BilinearGroup`, without expanding it.
+
+    The query bias is one more row beside the query rows (it meets the keys);
+    the value bias one more row beside the value rows (it meets the output rows).
+    """
+    bias = _bias(block)
+    left_orbits, right_orbits = [left], [right]
+    if bias is not None:
+        side = left_orbits if block.kind == "attention_qk" else right_orbits
+        side.append(bias[None, :])
+    return bilinear_parametrization(left_orbits, right_orbits, block.dimension)
 
 
 def _matrices(block):
@@ -101,6 +118,32 @@ def _bias(block):
     k = names.index(wanted)
     start = int(np.sum(block.sizes[:k]))
     return np.arange(start, start + block.sizes[k])
+
+
+def bilinear_parametrization(left, right, dimension):
+    """Build a one-group phi from the orbits of rows of U and V (block variables).
+
+    Parameters
+    ----------
+    left, right : list of ndarray
+        Orbits of rows of U and of V, arrays (rows, inner) of block variables.
+    dimension : int
+        D of the block; variables in no orbit are free.
+
+    Returns
+    -------
+    Parametrization
+        One `BilinearGroup` in local variables.
+    """
+    variables = np.unique(np.concatenate([o.ravel() for o in left + right]))
+    local = tuple(
+        tuple(np.searchsorted(variables, o).astype(np.int64) for o in side)
+        for side in (left, right)
+    )
+    group = BilinearGroup(tuple(variables.tolist()), local[0], local[1])
+    used = np.zeros(dimension, dtype=bool)
+    used[variables] = True
+    return Parametrization((group,), tuple(np.flatnonzero(~used).tolist()))
 
 
 def _rotations(inner):

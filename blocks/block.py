@@ -12,6 +12,9 @@ Two forms of a group's phi exist:
   pairs of a union of rectangles ``left x right``, with coefficient 1. It stands for
   the same polynomials, stored without expanding them, for blocks too large to list
   phi one component at a time.
+- `BilinearGroup`: the components are all entries of ``U V^T`` for two matrices of
+  variables sharing their inner index (an attention head, a pair of linear layers
+  without activation), stored as the two arrays of variables.
 
 Examples
 --------
@@ -20,6 +23,7 @@ Examples
 (2, ('w', (1,)))
 """
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -27,7 +31,13 @@ import numpy as np
 
 from algebra.polynomial import Polynomial
 
-__all__ = ["Block", "Parametrization", "PolynomialGroup", "ProductGroup"]
+__all__ = [
+    "BilinearGroup",
+    "Block",
+    "Parametrization",
+    "PolynomialGroup",
+    "ProductGroup",
+]
 
 
 @dataclass(frozen=True)
@@ -165,13 +175,72 @@ class ProductGroup:
 
 
 @dataclass(frozen=True)
+class BilinearGroup:
+    """All entries of ``U V^T``: ``phi_aj = sum_k U[a, k] V[j, k]``.
+
+    The rows of U (and of V) are split into orbits: sets of rows that play the
+    same role, such as the weight rows and the bias row of a layer. Every row of U
+    meets every row of V, so the components are the same whatever the split; the
+    orbits only say which rows the certificate may treat alike (see
+    `algebra.bilinear`).
+
+    Parameters
+    ----------
+    variables : tuple of int
+        Block variables of the group, sorted; local variable k is
+        ``variables[k]``.
+    left : tuple of ndarray
+        The orbits of rows of U, each an integer array (rows, inner) of local
+        variables.
+    right : tuple of ndarray
+        The orbits of rows of V, likewise, with the same inner size.
+    """
+
+    variables: tuple
+    left: tuple = field(compare=False)
+    right: tuple = field(compare=False)
+
+    @property
+    def inner(self):
+        """r, the size of the shared inner index."""
+        return int(self.left[0].shape[1])
+
+    @property
+    def signature(self):
+        """A canonical key: orbit shapes and a digest of the local arrays."""
+        digest = hashlib.sha256()
+        for orbit in self.left + (None,) + self.right:
+            if orbit is None:
+                digest.update(b"|")
+            else:
+                digest.update(np.ascontiguousarray(orbit, dtype=np.int64).tobytes())
+                digest.update(repr(orbit.shape).encode())
+        shapes = tuple(o.shape for o in self.left), tuple(o.shape for o in self.right)
+        return ("bilinear", len(self.variables), shapes, digest.hexdigest())
+
+    def expand(self):
+        """Return the same phi as a `PolynomialGroup` (small groups only)."""
+        left = np.concatenate(self.left)
+        right = np.concatenate(self.right)
+        components = []
+        for a in left:
+            for j in right:
+                terms = {}
+                for p, q in zip(a.tolist(), j.tolist(), strict=True):
+                    mono = ((min(p, q), 1), (max(p, q), 1)) if p != q else ((p, 2),)
+                    terms[mono] = terms.get(mono, 0) + 1
+                components.append(Polynomial(terms))
+        return PolynomialGroup(self.variables, tuple(components))
+
+
+@dataclass(frozen=True)
 class Parametrization:
     """phi of a block, as groups over disjoint variables.
 
     Parameters
     ----------
     groups : tuple
-        `PolynomialGroup` or `ProductGroup` objects.
+        `PolynomialGroup`, `ProductGroup` or `BilinearGroup` objects.
     free : tuple of int
         Block variables on which phi does not depend (each one is conserved).
     note : str

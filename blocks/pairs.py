@@ -90,7 +90,29 @@ def pair_parametrization(block, graph, expand_limit=EXPAND_LIMIT):
         return _expanded(block, first, second, degree, per_unit)
     if degree == 1 and per_unit and _channels_align(first, second):
         return _products(block, first, second)
+    if degree == 1 and _plain_linear(first, second):
+        return _bilinear_pair(block)
     return Parametrization((), note=f"phi has about {terms} terms; too large to expand")
+
+
+def _plain_linear(first, second):
+    """Whether the pair is two linear layers, the second reading the first as is."""
+    kinds = first["kind"] == second["kind"] == "linear"
+    return kinds and first["out_shape"] == second["in_shape"]
+
+
+def _bilinear_pair(block):
+    """Store ``B (A x + a)`` as a `BilinearGroup`: U = B, V = [A^T; a^T]."""
+    from blocks.attention import bilinear_parametrization
+
+    starts = _offsets(block)
+    shapes = block.shapes()
+    first = np.arange(starts[0], starts[0] + block.sizes[0]).reshape(shapes[0])
+    second = np.arange(starts[-1], starts[-1] + block.sizes[-1]).reshape(shapes[-1])
+    right = [first.T]
+    if len(block.parameters) == 3:
+        right.append(np.arange(starts[1], starts[1] + block.sizes[1])[None, :])
+    return bilinear_parametrization([second], right, block.dimension)
 
 
 def _offsets(block):
