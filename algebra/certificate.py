@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from algebra.compiled import FieldSet
 from algebra.laws import find_polynomial_laws
 from algebra.rank import PRIME, Echelon, random_point
 from algebra.trace import trace_dimension
@@ -69,7 +70,7 @@ def certify(fields, dimension, degree=2, seed=0, monomials=None):
 
     Parameters
     ----------
-    fields : sequence of VectorField
+    fields : sequence of VectorField, or FieldSet
         The generators V on R^D (the gradients of phi).
     dimension : int
         D.
@@ -84,6 +85,8 @@ def certify(fields, dimension, degree=2, seed=0, monomials=None):
     -------
     Certificate
     """
+    if not isinstance(fields, FieldSet):
+        fields = FieldSet.from_fields(fields, dimension)
     laws, note = (), "exact rank modulo a prime; laws verified exactly"
     try:
         found = find_polynomial_laws(fields, dimension, degree, seed, monomials)

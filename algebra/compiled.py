@@ -43,6 +43,7 @@ __all__ = [
     "bracket_jacobian",
     "compile_fields",
     "conservation_residuals",
+    "FieldSet",
 ]
 
 EXACT_LIMIT = 2**62
@@ -249,6 +250,80 @@ def compile_fields(fields, dimension, modulus=PRIME):
     return TermArray.from_polynomials(polys, slots, dimension, modulus)
 
 
+class FieldSet:
+    """The fields of a parametrization, compiled once for every use.
+
+    Parameters
+    ----------
+    modular : TermArray
+        Every field, slot ``j * D + i``, coefficients modulo PRIME.
+    exact : TermArray or None
+        The same with exact int64 coefficients (None when they do not fit).
+    count : int
+        The number of fields.
+    fields : list of VectorField, optional
+        The fields as exact polynomials; built from phi when first asked for.
+    phi : list of Polynomial, optional
+        The components whose gradients the fields are.
+    """
+
+    def __init__(self, modular, exact, count, fields=None, phi=None):
+        self.modular = modular
+        self.exact = exact
+        self.count = count
+        self.dimension = modular.dimension
+        self._fields = fields
+        self._phi = phi
+
+    @classmethod
+    def from_fields(cls, fields, dimension):
+        """Compile a list of `VectorField` objects."""
+        modular = compile_fields(fields, dimension, PRIME)
+        try:
+            exact = compile_fields(fields, dimension, None)
+        except OverflowError:
+            exact = None
+        return cls(modular, exact, len(fields), fields=list(fields))
+
+    @classmethod
+    def from_phi(cls, phi, dimension):
+        """The gradients of the components of phi, differentiated as arrays."""
+        try:
+            exact = _gradients(
+                TermArray.from_polynomials(phi, range(len(phi)), dimension, None)
+            )
+            modular = TermArray(
+                exact.slot, exact.var, exact.exp, exact.coef % PRIME, dimension, PRIME
+            )
+        except OverflowError:
+            exact = None
+            modular = _gradients(
+                TermArray.from_polynomials(phi, range(len(phi)), dimension, PRIME)
+            )
+        return cls(modular, exact, len(phi), phi=list(phi))
+
+    @property
+    def fields(self):
+        """The fields as `VectorField` objects (exact rational coefficients)."""
+        if self._fields is None:
+            from algebra.fields import gradient_field
+
+            self._fields = [gradient_field(p, self.dimension) for p in self._phi]
+        return self._fields
+
+
+def _gradients(phi):
+    """All gradients of the polynomials of `phi` (slot j), slot ``j * D + v``."""
+    d = phi.dimension
+    t, j = np.nonzero(phi.exp > 0)
+    exp = phi.exp[t].copy()
+    exp[np.arange(len(t)), j] -= 1
+    var, exp = _canonical(phi.var[t].copy(), exp, d)
+    slot = phi.slot[t] * d + phi.var[t, j]
+    coef = _multiply(phi.coef[t], phi.exp[t, j], phi.modulus)
+    return _combine(TermArray(slot, var, exp, coef, d, phi.modulus))
+
+
 def conservation_residuals(gradient, fields):
     """Return ``grad h . X_j`` for every field, as one TermArray (slot = j).
 
@@ -335,6 +410,29 @@ def _concat(parts):
     )
 
 
+def group_rows(key):
+    """Group equal rows of an integer matrix: (index of each group's first row, group
+    of every row).
+
+    Rows are hashed to one int64 (a random linear form with wrap-around) and grouped
+    by hash; then every row is compared with its group's first row, and only if two
+    different rows share a hash is the exact (slower) grouping of whole rows used.
+    """
+    key = np.ascontiguousarray(key, dtype=np.int64)
+    weights = np.random.default_rng(12345).integers(
+        1, 2**62, size=key.shape[1], dtype=np.int64
+    ) | 1
+    with np.errstate(over="ignore"):
+        hashed = (key * weights).sum(axis=1)
+    _, first, inverse = np.unique(hashed, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    if np.array_equal(key[first[inverse]], key):
+        return first, inverse
+    rows = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    return first, inverse.ravel()
+
+
 def _canonical(var, exp, pad):
     """Sort each monomial by variable, merge repeated variables, trim padding."""
     var = np.where(exp > 0, var, pad)
@@ -359,10 +457,7 @@ def _combine(terms):
     if not len(terms):
         return terms
     key = np.concatenate([terms.slot[:, None], terms.var, terms.exp], axis=1)
-    key = np.ascontiguousarray(key)
-    rows = key.view(np.dtype((np.void, key.dtype.itemsize * key.shape[1]))).ravel()
-    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
+    first, inverse = group_rows(key)
     if terms.modulus is not None:
         total = np.bincount(inverse, weights=terms.coef.astype(float)) % terms.modulus
         total = total.astype(np.int64)

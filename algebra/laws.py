@@ -24,13 +24,14 @@ import itertools
 import numpy as np
 
 from algebra.compiled import (
+    FieldSet,
     TermArray,
     _canonical,
-    compile_fields,
     conservation_residuals,
+    group_rows,
 )
 from algebra.polynomial import Polynomial
-from algebra.rank import PRIME, modular_nullspace, rational_reconstruction
+from algebra.rank import MAX_DOT, PRIME, modular_nullspace, rational_reconstruction
 
 __all__ = [
     "find_polynomial_laws",
@@ -53,23 +54,8 @@ def monomials_up_to(variables, degree):
     return monomials
 
 
-def is_conserved(h, fields, compiled=None):
-    """Return True when ``grad h . X`` is exactly zero for every field X.
-
-    With `compiled` (the fields as one exact `TermArray`, slot ``j * D + i``, see
-    `compile_exact`) the products are formed in int64 arrays; coefficients that are
-    not small integers fall back to exact Python arithmetic.
-    """
-    if compiled is not None and fields:
-        d = fields[0].dimension
-        gradient = {k: h.diff(k) for k in h.variables()}
-        try:
-            grad = TermArray.from_polynomials(
-                list(gradient.values()), list(gradient), d, modulus=None
-            )
-            return len(conservation_residuals(grad, compiled)) == 0
-        except OverflowError:
-            pass
+def is_conserved(h, fields):
+    """Return True when ``grad h . X`` is exactly zero for every field X."""
     gradient = {k: h.diff(k) for k in h.variables()}
     for X in fields:
         total = Polynomial()
@@ -85,7 +71,7 @@ def find_polynomial_laws(fields, dimension, degree=2, seed=0, monomials=None):
 
     Parameters
     ----------
-    fields : sequence of VectorField
+    fields : sequence of VectorField, or FieldSet
         The generators V on R^D.
     dimension : int
         D.
@@ -116,13 +102,26 @@ def find_polynomial_laws(fields, dimension, degree=2, seed=0, monomials=None):
             f"{len(monomials)} unknowns (at most {MAX_UNKNOWNS}); "
             "search a lower degree or split the block"
         )
-    compiled_mod = compile_fields(fields, dimension, PRIME)
-    try:
-        compiled = compile_fields(fields, dimension, None)
-    except OverflowError:
-        compiled = None
-    laws = [_lift(row, monomials) for row in _kernel(compiled_mod, monomials)]
-    return [h for h in laws if h is not None and is_conserved(h, fields, compiled)]
+    if not isinstance(fields, FieldSet):
+        fields = FieldSet.from_fields(fields, dimension)
+    laws = [_lift(row, monomials) for row in _kernel(fields.modular, monomials)]
+    return [h for h in laws if h is not None and _verified(h, fields)]
+
+
+def _verified(h, fields):
+    """`is_conserved`, on the compiled fields when their coefficients allow it."""
+    if fields.exact is not None:
+        d = fields.dimension
+        scaled = h.primitive()  # integer coefficients; a multiple of h
+        gradient = {k: scaled.diff(k) for k in scaled.variables()}
+        try:
+            grad = TermArray.from_polynomials(
+                list(gradient.values()), list(gradient), d, modulus=None
+            )
+            return len(conservation_residuals(grad, fields.exact)) == 0
+        except OverflowError:
+            pass
+    return is_conserved(h, fields.fields)
 
 
 def _kernel(fields, monomials):
@@ -151,13 +150,39 @@ def _kernel(fields, monomials):
         if len(local_cols) == 1:
             continue  # one unknown with a nonzero equation: no law
         _, r = np.unique(r, return_inverse=True)
-        matrix = np.zeros((r.max() + 1, len(local_cols)))
-        matrix[r, c] = v
-        for basis_row in modular_nullspace(matrix):
+        for basis_row in modular_nullspace(_compressed(r, c, v, len(local_cols))):
             vector = np.zeros(n)
             vector[local_cols] = basis_row
             kernel.append(vector)
     return kernel
+
+
+def _compressed(rows, cols, values, width):
+    """The dense system of one component, or random combinations of its rows.
+
+    A component with many more equations than unknowns is replaced by ``width + 16``
+    random combinations of its equations over GF(p), formed by exact float64
+    products a block of rows at a time. They have the same null space unless the
+    random matrix is unlucky (probability about p**-16); a vector that is not a
+    law then fails the exact verification, so no wrong law can come out.
+    """
+    height = int(rows.max()) + 1
+    if height <= 2 * width + 64:
+        matrix = np.zeros((height, width))
+        matrix[rows, cols] = values
+        return matrix
+    rng = np.random.default_rng(height * 7919 + width)
+    combined = np.zeros((width + 16, width))
+    order = np.argsort(rows, kind="stable")
+    rows, cols, values = rows[order], cols[order], values[order]
+    for start in range(0, height, MAX_DOT):
+        stop = min(start + MAX_DOT, height)
+        lo, hi = np.searchsorted(rows, [start, stop])
+        block = np.zeros((stop - start, width))
+        block[rows[lo:hi] - start, cols[lo:hi]] = values[lo:hi]
+        mixing = rng.integers(0, PRIME, size=(width + 16, stop - start)).astype(float)
+        combined = np.mod(combined + np.mod(mixing @ block, PRIME), PRIME)
+    return combined
 
 
 def _equations(fields, monomials):
@@ -194,12 +219,9 @@ def _equations(fields, monomials):
         np.concatenate([exp[left], fields.exp[right]], axis=1),
         d,
     )
-    row_key = np.ascontiguousarray(
+    _, rows = group_rows(
         np.concatenate([(fields.slot[right] // d)[:, None], pv, pe], axis=1)
     )
-    void = np.dtype((np.void, row_key.dtype.itemsize * row_key.shape[1]))
-    _, rows = np.unique(row_key.view(void).ravel(), return_inverse=True)
-    rows = rows.ravel()
     cols = unknown[left]
     values = scale[left] * fields.coef[right] % PRIME
     # Add up entries with the same (row, unknown).

@@ -94,18 +94,29 @@ class Echelon:
         return True
 
     def add_many(self, vectors):
-        """Add rows in order; return the indices of those that raised the rank."""
+        """Add rows in order; return the indices of those that raised the rank.
+
+        Each batch is reduced against the stored rows in one product; then every
+        row kept from the batch is eliminated from the later rows of the batch,
+        which are thus reduced against all rows stored before them.
+        """
         vectors = np.atleast_2d(vectors)
         kept = []
         for start in range(0, len(vectors), 256):
             residual = self.reduce(vectors[start : start + 256])
-            for offset, row in enumerate(residual):
-                if self.pivots and kept and kept[-1] >= start:
-                    row = self.reduce(row[None, :])[0]
-                nonzero = np.flatnonzero(row)
-                if nonzero.size:
-                    self._insert(row, int(nonzero[0]))
-                    kept.append(start + offset)
+            live = np.flatnonzero(residual.any(axis=1))
+            while live.size:
+                first, live = live[0], live[1:]
+                row = residual[first]
+                pivot = int(np.flatnonzero(row)[0])
+                self._insert(row, pivot)
+                kept.append(start + int(first))
+                if live.size:
+                    stored = self._store[len(self.pivots) - 1]
+                    rest = residual[live]
+                    rest = np.mod(rest - np.outer(rest[:, pivot], stored), PRIME)
+                    residual[live] = rest
+                    live = live[rest.any(axis=1)]
         return kept
 
     def _insert(self, row, pivot):

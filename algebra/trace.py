@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from algebra.compiled import bracket, bracket_jacobian, compile_fields
+from algebra.compiled import FieldSet, bracket, bracket_jacobian
 from algebra.rank import PRIME, Echelon, mod_matmul, random_point
 
 __all__ = ["TraceResult", "trace_dimension"]
@@ -72,7 +72,7 @@ def trace_dimension(fields, seed=0, max_pairs=200_000, target=None):
 
     Parameters
     ----------
-    fields : sequence of VectorField
+    fields : sequence of VectorField, or FieldSet
         The generators V, all on the same space R^D.
     seed : int
         Seed of the random point, so that results repeat.
@@ -86,19 +86,24 @@ def trace_dimension(fields, seed=0, max_pairs=200_000, target=None):
     -------
     TraceResult
     """
-    if not fields:
+    if not isinstance(fields, FieldSet):
+        if not fields:
+            return TraceResult(0, 0, True, 0)
+        fields = FieldSet.from_fields(fields, fields[0].dimension)
+    if not fields.count:
         return TraceResult(0, 0, True, 0)
-    dimension = fields[0].dimension
+    dimension = fields.dimension
     target = dimension if target is None else min(target, dimension)
     point = random_point(dimension, seed)
 
     echelon = Echelon(dimension)
-    every = compile_fields(fields, dimension, PRIME)
-    values = every.values_by_slot(point, len(fields) * dimension)
-    kept = echelon.add_many(values.reshape(len(fields), dimension))
+    every = fields.modular
+    values = every.values_by_slot(point, fields.count * dimension)
+    values = values.reshape(fields.count, dimension)
+    kept = echelon.add_many(values)
     closure = _Closure(point, echelon, target)
     for k, field in zip(kept, every.split(kept, dimension), strict=True):
-        closure.append(field, None, 1, values.reshape(len(fields), dimension)[k])
+        closure.append(field, None, 1, values[k])
     return closure.run(max_pairs)
 
 
