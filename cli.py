@@ -7,6 +7,7 @@ model file prints one line and exits with status 2; other failures exit with 1.
 import json
 import logging
 import sys
+import time
 import warnings
 
 import click
@@ -35,12 +36,36 @@ def _translate(err):
 
 
 def _open_cache(cache_dir, no_cache):
-    """Open the group cache, or return None when it is bypassed."""
+    """Open the cache, or return None when it is bypassed or read-only.
+
+    A read-only cache (a shared, write-protected directory) is not an error:
+    the run warns once and goes on without it.
+    """
     if no_cache:
         return None
-    from algebra.cache import GroupCache, default_cache_dir
+    from algebra.cache import GroupCache, default_cache_dir, print_wait_notice
+    from algebra.errors import ReadOnlyCacheError
 
-    return GroupCache(cache_dir or default_cache_dir())
+    directory = cache_dir or default_cache_dir()
+    try:
+        return GroupCache(directory, on_wait=print_wait_notice)
+    except ReadOnlyCacheError as err:
+        click.echo(f"Warning: {err}; running without the cache", err=True)
+        return None
+
+
+def _check_cache_dir(ctx, param, value):
+    """Refuse ``--cache-dir ""``, which would otherwise mean the default cache.
+
+    An empty ALGEBRA_CACHE_DIR counts as unset (click and
+    `algebra.cache.default_cache_dir` both skip it).
+    """
+    if value == "":
+        raise InputError(
+            "--cache-dir: got an empty path; expected a directory "
+            "(or --no-cache to bypass the cache)"
+        )
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,17 +96,21 @@ def search_options(command):
     )(command)
 
 
+_cache_dir_option = click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    envvar="ALGEBRA_CACHE_DIR",
+    callback=_check_cache_dir,
+    help="Cache directory (default: cache/ of the project, or ALGEBRA_CACHE_DIR).",
+)
+
+
 def cache_options(command):
     """Add --cache-dir and --no-cache to a command."""
     command = click.option(
         "--no-cache", is_flag=True, help="Neither read nor write the cache."
     )(command)
-    return click.option(
-        "--cache-dir",
-        type=click.Path(file_okay=False),
-        envvar="ALGEBRA_CACHE_DIR",
-        help="Cache directory (default: cache/ of the project, or ALGEBRA_CACHE_DIR).",
-    )(command)
+    return _cache_dir_option(command)
 
 
 @main.command()
@@ -110,38 +139,83 @@ def cache_options(command):
 )
 @cache_options
 def analyze(model, fmt, degree, seed, all_laws, whole, positive, cache_dir, no_cache):
-    """Find and certify the conservation laws of MODEL (a YAML model file)."""
-    from algebra.analysis import analyze as run
-    from algebra.output import render_latex, render_text, render_whole
+    """Find and certify the conservation laws of MODEL (a YAML model file).
 
+    The finished analysis is cached whole (except with --global): a second run
+    on the same model, degree and seed prints it back without analysing.
+    """
+    start = time.perf_counter()
     try:
         cache = _open_cache(cache_dir, no_cache)
+    except ProjectError as err:
+        raise _translate(err) from err
+    try:
         if whole:
-            from algebra.whole import analyze_whole
-
-            result = analyze_whole(model, degree, seed, positive, cache)
-            report = result.report
+            _analyze_whole(model, fmt, degree, seed, all_laws, positive, cache)
         else:
-            report = run(
-                model, degree=degree, seed=seed, cache=cache, progress=_progress(fmt)
-            )
+            view = "text-all" if fmt == "text" and all_laws else fmt
+            _analyze_stored(model, view, degree, seed, cache)
+    finally:
+        if cache is not None:
+            _record_analyze(cache, time.perf_counter() - start)
+            cache.close()
+
+
+def _analyze_stored(model, view, degree, seed, cache):
+    """Print one view of MODEL's analysis, from the cache when it is there."""
+    from algebra.stored import analyze_stored
+
+    try:
+        stored = analyze_stored(model, view, degree, seed, cache, _progress())
+    except (ProjectError, NotImplementedError) as err:
+        raise _translate(err) from err
+    click.echo(stored.output(view))
+
+
+def _analyze_whole(model, fmt, degree, seed, all_laws, positive, cache):
+    """Print the block analysis and the whole-network analysis (not cached)."""
+    from algebra.output import render_latex, render_text, render_whole
+    from algebra.whole import analyze_whole
+
+    try:
+        result = analyze_whole(model, degree, seed, positive, cache)
     except (ProjectError, NotImplementedError) as err:
         raise _translate(err) from err
 
+    report = result.report
     if fmt == "json":
         data = report.to_dict()
-        if whole:
-            data["global"] = result.to_dict()
+        data["global"] = result.to_dict()
         click.echo(json.dumps(data, indent=2))
     elif fmt == "latex":
         click.echo(render_latex(report))
     else:
         click.echo(render_text(report, all_laws=all_laws))
-        if whole:
-            click.echo(render_whole(result))
+        click.echo(render_whole(result))
 
 
-def _progress(fmt):
+def _record_analyze(cache, seconds):
+    """Store this run's lookups, for ``cache stats``."""
+    found = cache.report_hits + cache.hits
+    lookups = found + cache.report_misses + cache.misses
+    failed = int(sys.exc_info()[0] is not None)
+    cache.record_run(
+        {
+            "command": "analyze",
+            "files": 1,
+            "failed": failed,
+            "seconds": round(seconds, 3),
+            "cache_hits": cache.hits,
+            "cache_misses": cache.misses,
+            "report_hits": cache.report_hits,
+            "report_misses": cache.report_misses,
+            "hit_rate": round(found / lookups, 4) if lookups else None,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    )
+
+
+def _progress():
     """Return a progress callback that writes to stderr on a terminal."""
     if not sys.stderr.isatty():
         return None
@@ -311,7 +385,9 @@ def batch(files, jobs, out, fmt, degree, seed, scheduler, cache_dir, no_cache):
     if scheduler and jobs > 1:
         raise click.UsageError("give --jobs or --scheduler, not both")
     directory = None if no_cache else str(cache_dir or default_cache_dir())
-    settings = BatchSettings(degree, seed, directory, keep_reports=out is not None)
+    settings = BatchSettings(
+        degree, seed, directory, keep_reports=out is not None, announce_waits=True
+    )
     try:
         paths = expand_paths(files)
         result = run_batch(paths, settings, jobs, scheduler, _batch_listener(out))
@@ -349,14 +425,6 @@ def _batch_listener(out):
     return listen
 
 
-_cache_dir_option = click.option(
-    "--cache-dir",
-    type=click.Path(file_okay=False),
-    envvar="ALGEBRA_CACHE_DIR",
-    help="Cache directory (default: cache/ of the project, or ALGEBRA_CACHE_DIR).",
-)
-
-
 @main.group("cache")
 def cache_group():
     """Inspect or empty the on-disk cache of certified groups."""
@@ -365,7 +433,7 @@ def cache_group():
 @cache_group.command("stats")
 @_cache_dir_option
 def cache_stats(cache_dir):
-    """Print the entries, size and hit rate of the last batch run."""
+    """Print the entries, size and hit rate of the last analyze or batch run."""
     from algebra.cache import default_cache_dir, render_stats
 
     try:

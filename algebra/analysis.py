@@ -32,6 +32,7 @@ from blocks.custom import custom_parametrization
 from blocks.graph import build_graph, parameter_count
 from blocks.model_file import load_model
 from blocks.parametrize import parametrize
+from blocks.spec import ModelSpec
 from blocks.split import split_into_blocks, unblocked_parameters
 
 __all__ = ["analyze", "analyze_block", "ENGINE_VERSION", "group_key"]
@@ -46,8 +47,9 @@ def analyze(source, degree=2, seed=0, cache=None, progress=None):
 
     Parameters
     ----------
-    source : str, pathlib.Path or dict
-        A model file (DESIGN.md section 4) or the same content as a dict.
+    source : str, pathlib.Path, dict or ModelSpec
+        A model file (DESIGN.md section 4), the same content as a dict, or the
+        model `blocks.model_file.load_model` read from either.
     degree : int
         The largest degree of the polynomial law search.
     seed : int
@@ -69,7 +71,7 @@ def analyze(source, degree=2, seed=0, cache=None, progress=None):
     ArchitectureError
         When the shapes of the layers do not fit together.
     """
-    spec = load_model(source)
+    spec = source if isinstance(source, ModelSpec) else load_model(source)
     memo = _GroupMemo(cache, degree, seed)
     if spec.custom is not None:
         block, param = custom_parametrization(spec.custom)

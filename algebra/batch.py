@@ -70,12 +70,16 @@ class BatchSettings:
         Absolute path of the cache directory; None bypasses the cache.
     keep_reports : bool
         Whether each result carries its full JSON report (for ``--out``).
+    announce_waits : bool
+        Whether a worker prints a line on stderr when it waits for another
+        process's cache lease (`algebra.cache.print_wait_notice`).
     """
 
     degree: int = 2
     seed: int = 0
     cache_dir: str | None = None
     keep_reports: bool = False
+    announce_waits: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,9 @@ class FileResult:
         The report's model name, D and number of laws (None when failed).
     cache_hits, cache_misses : int
         Groups read from the disk cache, and groups looked up there in vain.
+    report_hits, report_misses : int
+        Whole analyses read from the disk cache (then no group is looked up),
+        and looked up there in vain: 1 and 0, 0 and 1, or 0 and 0 without a cache.
     error : str
         One line saying why the file failed (empty when it did not).
     warnings : tuple of (type, str)
@@ -113,6 +120,8 @@ class FileResult:
     error: str = ""
     warnings: tuple = ()
     report: dict | None = field(default=None, repr=False)
+    report_hits: int = 0
+    report_misses: int = 0
 
     @property
     def failed(self):
@@ -127,6 +136,8 @@ class FileResult:
             "seconds": round(self.seconds, 4),
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
+            "report_hits": self.report_hits,
+            "report_misses": self.report_misses,
             "error": self.error or None,
             "warnings": [message for _, message in self.warnings],
         }
@@ -167,16 +178,33 @@ class BatchResult:
         """Groups looked up in the cache in vain, over all files."""
         return sum(r.cache_misses for r in self.results)
 
+    @property
+    def report_hits(self):
+        """Whole analyses read from the cache, over all files."""
+        return sum(r.report_hits for r in self.results)
+
+    @property
+    def report_misses(self):
+        """Whole analyses looked up in the cache in vain, over all files."""
+        return sum(r.report_misses for r in self.results)
+
     def summary(self):
-        """Return the run's statistics as a JSON-ready dict."""
-        lookups = self.hits + self.misses
+        """Return the run's statistics as a JSON-ready dict.
+
+        ``hit_rate`` counts the lookups of whole analyses and of groups.
+        """
+        found = self.hits + self.report_hits
+        lookups = found + self.misses + self.report_misses
         return {
+            "command": "batch",
             "files": len(self.results),
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
             "cache_hits": self.hits,
             "cache_misses": self.misses,
-            "hit_rate": round(self.hits / lookups, 4) if lookups else None,
+            "report_hits": self.report_hits,
+            "report_misses": self.report_misses,
+            "hit_rate": round(found / lookups, 4) if lookups else None,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
 
@@ -242,14 +270,15 @@ def analyze_file(path, settings):
 
 def _analyze_recorded(path, settings):
     """Analyse `path`, turning any exception into a failed result."""
-    from algebra.analysis import analyze
+    from algebra.stored import analyze_stored
 
     start = time.perf_counter()
     cache = None
+    view = "json" if settings.keep_reports else None
     try:
-        cache = _CountingCache.open(settings.cache_dir)
-        report = analyze(path, degree=settings.degree, seed=settings.seed, cache=cache)
-        kept = report.to_dict() if settings.keep_reports else None
+        cache = _CountingCache.open(settings.cache_dir, settings.announce_waits)
+        report = analyze_stored(path, view, settings.degree, settings.seed, cache)
+        kept = report.view("json")
     except Exception as err:  # noqa: BLE001 -- one bad file must not stop a batch
         seconds = time.perf_counter() - start
         return FileResult(path, "failed", seconds, error=_one_line(path, err))
@@ -267,6 +296,8 @@ def _analyze_recorded(path, settings):
         cache.hits if cache else 0,
         cache.misses if cache else 0,
         report=kept,
+        report_hits=cache.report_hits if cache else 0,
+        report_misses=cache.report_misses if cache else 0,
     )
 
 
@@ -288,18 +319,21 @@ class _CountingCache:
         self.cache = cache
         self.hits = 0
         self.misses = 0
+        self.report_hits = 0
+        self.report_misses = 0
 
     @classmethod
-    def open(cls, directory):
+    def open(cls, directory, announce_waits=False):
         """Return a view of the cache at `directory` (None: no cache)."""
         if directory is None:
             return None
-        from algebra.cache import GroupCache
+        from algebra.cache import GroupCache, print_wait_notice
 
         key = (os.getpid(), directory)  # a forked worker opens its own connection
+        on_wait = print_wait_notice if announce_waits else None
         with cls._lock:
             if key not in cls._open:
-                cls._open[key] = GroupCache(directory)
+                cls._open[key] = GroupCache(directory, on_wait=on_wait)
         return cls(cls._open[key])
 
     @classmethod
@@ -321,6 +355,19 @@ class _CountingCache:
     def set(self, key, value):
         """Store a certificate."""
         self.cache.set(key, value)
+
+    def get_report(self, key, view=None):
+        """Return the whole analysis under `key` with `view`, or None, counting."""
+        stored = self.cache.get_report(key, view)
+        if stored is None:
+            self.report_misses += 1
+        else:
+            self.report_hits += 1
+        return stored
+
+    def set_report(self, key, stored):
+        """Store a whole analysis."""
+        self.cache.set_report(key, stored)
 
     def release_leases(self):
         """Give back the leases left by a failed analysis."""
@@ -361,7 +408,7 @@ def run_batch(paths, settings, jobs=1, scheduler=None, on_result=None):
     start = time.perf_counter()
     settings = _absolute(settings)
     # Opened here first, so that a bad directory fails the batch, not each file.
-    cache = _CountingCache.open(settings.cache_dir)
+    cache, settings = _open_or_skip(settings)
 
     results = [None] * len(paths)
     if scheduler:
@@ -380,6 +427,21 @@ def run_batch(paths, settings, jobs=1, scheduler=None, on_result=None):
     finally:
         _CountingCache.close_all()
     return batch
+
+
+def _open_or_skip(settings):
+    """Open the batch's cache; a read-only one is dropped with one warning."""
+    from algebra.cache import CacheWriteWarning
+    from algebra.errors import ReadOnlyCacheError
+
+    try:
+        cache = _CountingCache.open(settings.cache_dir, settings.announce_waits)
+        return cache, settings
+    except ReadOnlyCacheError as err:
+        warnings.warn(
+            f"{err}; running without the cache", CacheWriteWarning, stacklevel=3
+        )
+        return None, replace(settings, cache_dir=None)
 
 
 def _reemit(result):
@@ -511,6 +573,7 @@ def render_summary(batch):
         of lookups), a totals line, and one line per failed file.
     """
     header = ("file", "parameters", "laws", "status", "seconds", "cache hits")
+    # cache hits: whole analyses and groups read, out of those looked up.
     rows = [header] + [_row(r) for r in batch.results]
     widths = [max(len(row[k]) for row in rows) for k in range(len(header))]
     lines = [
@@ -528,21 +591,23 @@ def render_summary(batch):
 def _row(result):
     if result.failed:
         return (result.file, "-", "-", "failed", f"{result.seconds:.2f}", "-")
-    lookups = result.cache_hits + result.cache_misses
+    found = result.cache_hits + result.report_hits
+    lookups = found + result.cache_misses + result.report_misses
     return (
         result.file,
         str(result.parameters),
         str(result.laws),
         result.status,
         f"{result.seconds:.2f}",
-        f"{result.cache_hits}/{lookups}",
+        f"{found}/{lookups}",
     )
 
 
 def _totals(batch):
     count = len(batch.results)
     text = f"{count} file{'s' if count != 1 else ''}, {batch.failed} failed, "
-    text += f"{batch.seconds:.2f} s; cache: {batch.hits} hits, {batch.misses} misses"
+    text += f"{batch.seconds:.2f} s; cache: {batch.report_hits} reports read, "
+    text += f"{batch.hits} group hits, {batch.misses} group misses"
     rate = batch.summary()["hit_rate"]
     return text + (f" ({100 * rate:.0f} % hit rate)" if rate is not None else "")
 

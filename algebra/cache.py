@@ -41,10 +41,12 @@ ValueError: no certificate header
 
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import socket
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -54,7 +56,7 @@ from fractions import Fraction
 
 from algebra.bilinear import LawFamily
 from algebra.certificate import Certificate
-from algebra.errors import CacheError
+from algebra.errors import CacheError, ReadOnlyCacheError
 from algebra.polynomial import Polynomial
 
 __all__ = [
@@ -65,16 +67,23 @@ __all__ = [
     "StaleCacheWarning",
     "CacheWriteWarning",
     "LEASE_SECONDS",
+    "print_wait_notice",
     "render_stats",
     "clear_cache",
+    "encode_report",
+    "decode_report",
 ]
 
 FORMAT = b"algebra-certificate/1"
 LEASE_PREFIX = "lease:"
 META_PREFIX = "meta:"
+REPORT_PREFIX = "report:"
+REPORT_FORMAT = b"algebra-report/1"
 RUN_KEY = META_PREFIX + "last-run"
 LEASE_SECONDS = 300.0
+WAIT_NOTICE_SECONDS = 2.0
 _MISSING = object()
+logger = logging.getLogger(__name__)
 
 
 class StaleCacheWarning(UserWarning):
@@ -154,6 +163,58 @@ def decode_certificate(data):
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"body is not JSON: {err}") from err
     return _certificate_from(content)
+
+
+def encode_report(key, stored):
+    """Write a whole analysis as bytes: a header with a SHA-256 digest, then JSON.
+
+    Parameters
+    ----------
+    key : str
+        Its key (`algebra.stored.report_key`), written into the body so that an
+        entry moved under another key is refused.
+    stored : StoredReport
+        The report.
+
+    Returns
+    -------
+    bytes
+        ``REPORT_FORMAT``, a space, the hex digest of the body, a newline, the body.
+    """
+    content = {"key": key, "report": stored.to_data()}
+    body = json.dumps(content, separators=(",", ":"), allow_nan=False).encode()
+    digest = hashlib.sha256(body).hexdigest().encode()
+    return REPORT_FORMAT + b" " + digest + b"\n" + body
+
+
+def decode_report(data, key):
+    """Read bytes written by `encode_report` under `key`, checking everything.
+
+    Returns
+    -------
+    StoredReport
+
+    Raises
+    ------
+    ValueError
+        When the header, the digest, the JSON, the key or the report is wrong.
+    """
+    from algebra.stored import StoredReport
+
+    if not isinstance(data, bytes):
+        raise ValueError(f"holds a {type(data).__name__}, not report bytes")
+    header, _, body = data.partition(b"\n")
+    if header.split(b" ") != [REPORT_FORMAT, hashlib.sha256(body).hexdigest().encode()]:
+        raise ValueError("no report header, or a digest mismatch")
+    try:
+        content = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"body is not JSON: {err}") from err
+    if not isinstance(content, dict) or set(content) != {"key", "report"}:
+        raise ValueError("fields differ from this version's report entry")
+    if content["key"] != key:
+        raise ValueError("stored under another key")
+    return StoredReport.from_data(content["report"])
 
 
 def _encode_polynomial(law):
@@ -260,7 +321,8 @@ def _check_law(law, dimension):
 
 def is_entry_key(key):
     """Whether `key` names a certificate, not a lease or the last run's record."""
-    return isinstance(key, str) and not key.startswith((LEASE_PREFIX, META_PREFIX))
+    prefixes = (LEASE_PREFIX, META_PREFIX, REPORT_PREFIX)
+    return isinstance(key, str) and not key.startswith(prefixes)
 
 
 class GroupCache:
@@ -272,11 +334,17 @@ class GroupCache:
         Where the cache lives; created when missing.
     lease_seconds : float
         How long a lease on a missing key lasts (see the module notes).
+    on_wait : callable, optional
+        Called once per key with (key, holder, seconds left) when a wait for
+        another process's lease has lasted `WAIT_NOTICE_SECONDS` (a quarter of
+        `lease_seconds` when that is shorter); `print_wait_notice` prints it.
 
     Raises
     ------
+    ReadOnlyCacheError
+        When the directory (or its database) cannot be written.
     CacheError
-        When the directory cannot be created or opened.
+        When the directory cannot be created or opened for another reason.
 
     Notes
     -----
@@ -286,22 +354,21 @@ class GroupCache:
     kept in memory, so that the files of a batch that share a group decode it once.
     """
 
-    def __init__(self, directory, lease_seconds=LEASE_SECONDS):
+    def __init__(self, directory, lease_seconds=LEASE_SECONDS, on_wait=None):
         import diskcache
 
         self.directory = pathlib.Path(directory)
         self.lease_seconds = lease_seconds
+        self.on_wait = on_wait
         try:
             self.store = diskcache.Cache(str(self.directory), timeout=60)
         except (OSError, sqlite3.Error, diskcache.Timeout) as err:
-            hint = ""
-            if isinstance(err, sqlite3.DatabaseError):
-                hint = "; delete that directory to start an empty cache"
-            raise CacheError(
-                f"cannot open the cache at {self.directory}: {err}{hint}"
-            ) from err
+            raise _open_error(self.directory, err) from err
+        self._write_failed = False
         self.hits = 0
         self.misses = 0
+        self.report_hits = 0
+        self.report_misses = 0
         self._local = threading.local()
         self._memory = {}  # certificates read or written by this object
 
@@ -333,12 +400,44 @@ class GroupCache:
         try:
             self.store.set(key, encode_certificate(value), retry=True)
         except (OSError, sqlite3.Error, TypeError) as err:
-            warnings.warn(
-                f"cannot write cache entry {key[:12]} to {self.directory}: {err}",
-                CacheWriteWarning,
-                stacklevel=2,
-            )
+            self._warn_write(f"cannot write cache entry {key[:12]}", err)
         self._release(LEASE_PREFIX + key)
+
+    def get_report(self, key, view=None):
+        """Return the whole analysis stored under `key` with `view`, or None.
+
+        An unreadable or invalid entry is deleted with a `StaleCacheWarning`; an
+        entry without `view` counts as missing but is kept (see `set_report`).
+        """
+        stored = self._read_report(key)
+        if stored is None or (view is not None and stored.view(view) is None):
+            self.report_misses += 1
+            return None
+        self.report_hits += 1
+        return stored
+
+    def set_report(self, key, stored):
+        """Store a whole analysis under `key`, keeping the views stored before."""
+        try:
+            with self.store.transact(retry=True):
+                before = self._read_report(key)
+                if before is not None:
+                    stored = before.merged(stored)
+                value = encode_report(key, stored)
+                self.store.set(REPORT_PREFIX + key, value, retry=True)
+        except (OSError, sqlite3.Error, TypeError, ValueError) as err:
+            self._warn_write(f"cannot write report {key[:12]}", err)
+
+    def _warn_write(self, what, err):
+        """Warn of a failed write, once per cache object (a read-only disk)."""
+        if self._write_failed:
+            return
+        self._write_failed = True
+        warnings.warn(
+            f"{what} to {self.directory}: {err}; further writes are not reported",
+            CacheWriteWarning,
+            stacklevel=3,
+        )
 
     def release_leases(self):
         """Give back every lease this thread holds (after a failed computation)."""
@@ -349,13 +448,20 @@ class GroupCache:
         """Return the number of certificates stored."""
         return sum(1 for key in self.store.iterkeys() if is_entry_key(key))
 
+    def reports(self):
+        """Return the number of whole analyses stored."""
+        return sum(1 for key in self.store.iterkeys() if _is_report_key(key))
+
     def volume(self):
         """Return the size of the cache on disk, in bytes."""
         return self.store.volume()
 
     def clear(self):
-        """Remove every entry, lease and statistic; return the number of entries."""
-        count = self.entries()
+        """Remove every entry, lease and statistic; return the number of entries.
+
+        Certificates and whole analyses are counted.
+        """
+        count = self.entries() + self.reports()
         self.store.clear(retry=True)
         self._memory.clear()
         return count
@@ -401,6 +507,21 @@ class GroupCache:
         self._memory[key] = value
         return value
 
+    def _read_report(self, key):
+        """Return the valid report under `key`, or None (dropping a bad one)."""
+        try:
+            data = self.store.get(REPORT_PREFIX + key, default=_MISSING, retry=True)
+        except Exception as err:  # noqa: BLE001 -- unpickling garbage raises anything
+            self._drop(REPORT_PREFIX + key, f"unreadable ({type(err).__name__}: {err})")
+            return None
+        if data is _MISSING:
+            return None
+        try:
+            return decode_report(data, key)
+        except ValueError as err:
+            self._drop(REPORT_PREFIX + key, f"invalid ({err})")
+            return None
+
     def _drop(self, key, reason):
         warnings.warn(
             f"cache entry {key[:12]} in {self.directory} is {reason}; recomputing it",
@@ -415,7 +536,8 @@ class GroupCache:
     def _claim_or_wait(self, key):
         """Take the lease on `key` (return None), or return the holder's value."""
         lease = LEASE_PREFIX + key
-        deadline = time.monotonic() + self.lease_seconds
+        start = time.monotonic()
+        notice = start + min(WAIT_NOTICE_SECONDS, self.lease_seconds / 4)
         delay = 0.005
         while True:
             if self._claim(lease):
@@ -424,14 +546,34 @@ class GroupCache:
                     self._release(lease)
                 return value
             value = self._read(key)
-            if value is not None or time.monotonic() > deadline:
+            now = time.monotonic()
+            if value is not None or now > start + self.lease_seconds:
                 return value
+            if notice is not None and now > notice:
+                self._announce_wait(key, lease, start + self.lease_seconds - now)
+                notice = None
             time.sleep(delay)
             delay = min(2 * delay, 0.2)
 
+    def _announce_wait(self, key, lease, left):
+        """Say, once per key, which process this one waits for."""
+        try:
+            holder = self.store.get(lease, default=None)
+        except (OSError, sqlite3.Error):
+            holder = None
+        logger.debug("waiting for %s, leased by %r", key[:12], holder)
+        if self.on_wait is not None:
+            self.on_wait(key, _describe_holder(holder), left)
+
     def _claim(self, lease):
-        """Try to take a lease, breaking it first when its holder died."""
-        token = f"{socket.gethostname()}\t{os.getpid()}\t{uuid.uuid4().hex}"
+        """Try to take a lease, breaking it first when its holder died.
+
+        The token names the host, the pid and the process's start time, so that
+        a lease whose pid now belongs to another process counts as abandoned.
+        """
+        pid = os.getpid()
+        nonce = f"{uuid.uuid4().hex}@{_start_time(pid)}"
+        token = f"{socket.gethostname()}\t{pid}\t{nonce}"
         try:
             with self.store.transact(retry=True):
                 holder = self.store.get(lease, default=None)
@@ -461,6 +603,10 @@ class GroupCache:
         return self._local.held
 
 
+def _is_report_key(key):
+    return isinstance(key, str) and key.startswith(REPORT_PREFIX)
+
+
 def _holder_died(holder):
     """Whether a lease's holder is a process of this host that no longer runs."""
     parts = holder.split("\t") if isinstance(holder, str) else []
@@ -473,8 +619,64 @@ def _holder_died(holder):
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
-    return False
+        pass
+    started = parts[2].rpartition("@")[2] if "@" in parts[2] else ""
+    return bool(started) and started != _start_time(int(parts[1]))
+
+
+def _start_time(pid):
+    """Return when process `pid` started (clock ticks since boot), or "" unknown.
+
+    Read from ``/proc/PID/stat`` on Linux; elsewhere "" (no reuse check).
+    """
+    try:
+        text = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields_after_name = text.rpartition(")")[2].split()
+    return fields_after_name[19] if len(fields_after_name) > 19 else ""
+
+
+def _describe_holder(holder):
+    """Return who holds a lease, for people: ``process 123 on host h``."""
+    parts = holder.split("\t") if isinstance(holder, str) else []
+    if len(parts) != 3:
+        return "another process"
+    return f"process {parts[1]} on host {parts[0]}"
+
+
+def print_wait_notice(key, holder, left):
+    """Print on stderr that a run waits for another process's cache lease.
+
+    The callback `GroupCache` takes as ``on_wait``; the command line passes it.
+    """
+    print(
+        f"waiting for cache entry {key[:12]}, leased by {holder} (computing it, "
+        f"or stale); at most {left:.0f} s more, then computing it here",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _open_error(directory, err):
+    """Return the error for a cache that cannot be opened: read-only or not."""
+    if not _writable(directory):
+        return ReadOnlyCacheError(f"the cache at {directory} is read-only ({err})")
+    hint = ""
+    if isinstance(err, sqlite3.DatabaseError):
+        hint = "; delete that directory to start an empty cache"
+    return CacheError(f"cannot open the cache at {directory}: {err}{hint}")
+
+
+def _writable(directory):
+    """Whether the cache at `directory` (or its nearest existing parent) is."""
+    database = pathlib.Path(directory) / "cache.db"
+    if database.exists():
+        return os.access(database, os.W_OK) and os.access(directory, os.W_OK)
+    path = pathlib.Path(directory).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK)
 
 
 def render_stats(directory):
@@ -488,17 +690,19 @@ def render_stats(directory):
     Returns
     -------
     str
-        One ``name: value`` line each for the directory, entries, size and last
-        run (files, hits, misses and hit rate).
+        One ``name: value`` line each for the directory, entries (group
+        certificates and whole analyses), size and last run (``analyze`` or
+        ``batch``: files, hits and lookups of reports and of groups, hit rate).
     """
     directory = pathlib.Path(directory)
-    entries, size, run = 0, 0, None
+    entries, reports, size, run = 0, 0, 0, None
     if directory.is_dir():
         with GroupCache(directory) as cache:
-            entries, size, run = cache.entries(), cache.volume(), cache.last_run()
+            entries, reports = cache.entries(), cache.reports()
+            size, run = cache.volume(), cache.last_run()
     lines = [
         f"cache: {directory}",
-        f"entries: {entries}",
+        f"entries: {entries} group certificates, {reports} reports",
         f"size: {_human_size(size)}",
         f"last run: {_describe_run(run)}",
     ]
@@ -522,15 +726,23 @@ def _human_size(size):
 
 
 def _describe_run(run):
-    """Say what a recorded run did, tolerating a record of another version."""
+    """Say what a recorded run did, tolerating a record of another version.
+
+    The hit rate counts the lookups of whole analyses (reports) and of groups.
+    """
     try:
-        lookups = run["cache_hits"] + run["cache_misses"]
+        files = run["files"]
+        reports = (run.get("report_hits", 0), run.get("report_misses", 0))
+        groups = (run["cache_hits"], run["cache_misses"])
         text = (
-            f"{run['files']} files ({run['failed']} failed) in {run['seconds']} s, "
-            f"{run['cache_hits']} hits / {lookups} lookups"
+            f"{run.get('command', 'batch')} of {files} file{'s' * (files != 1)} "
+            f"({run['failed']} failed) in {run['seconds']} s; "
+            f"reports {reports[0]} hits / {sum(reports)} lookups, "
+            f"groups {groups[0]} hits / {sum(groups)} lookups"
         )
+        lookups = sum(reports) + sum(groups)
         if lookups:
-            text += f", hit rate {100 * run['cache_hits'] / lookups:.1f} %"
-        return f"{text}, finished {run['finished']}"
-    except (TypeError, KeyError):
+            text += f", hit rate {100 * (reports[0] + groups[0]) / lookups:.1f} %"
+        return f"{text}; finished {run['finished']}"
+    except (TypeError, KeyError, AttributeError):
         return "none recorded"

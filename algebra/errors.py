@@ -9,6 +9,7 @@ __all__ = [
     "ModelFileError",
     "ArchitectureError",
     "CacheError",
+    "ReadOnlyCacheError",
 ]
 
 
@@ -26,3 +27,7 @@ class ArchitectureError(ProjectError, ValueError):
 
 class CacheError(ProjectError, OSError):
     """The on-disk cache cannot be opened or written."""
+
+
+class ReadOnlyCacheError(CacheError):
+    """The cache directory cannot be written; a run may go on without the cache."""

@@ -163,17 +163,34 @@ def test_out_has_one_json_line_per_file(runner, sweep, tmp_path):
     assert "linaer" in records[str(bad)]["error"]
 
 
-def test_warm_run_reads_every_group_from_the_cache(runner, sweep, tmp_path):
+def test_warm_run_reads_every_report_from_the_cache(runner, sweep, tmp_path):
     args = ["batch", str(sweep), "--cache-dir", str(tmp_path), "--format", "json"]
     cold = json.loads(runner.invoke(main, args).stdout)["summary"]
     warm = json.loads(runner.invoke(main, args).stdout)["summary"]
     stats = runner.invoke(main, ["cache", "stats", "--cache-dir", str(tmp_path)])
 
-    assert cold["cache_hits"] > 0 and cold["cache_misses"] > 0
-    assert warm["cache_misses"] == 0
-    assert warm["cache_hits"] == cold["cache_hits"] + cold["cache_misses"]
-    assert f"entries: {cold['cache_misses']}" in stats.output
+    assert (cold["cache_hits"], cold["cache_misses"]) == (4, 8)
+    assert (cold["report_hits"], cold["report_misses"]) == (0, 6)
+    assert (warm["report_hits"], warm["report_misses"]) == (6, 0)
+    assert (warm["cache_hits"], warm["cache_misses"]) == (0, 0)
+    assert "entries: 8 group certificates, 6 reports" in stats.output
+    assert "batch of 6 files (0 failed)" in stats.output
+    assert "reports 6 hits / 6 lookups, groups 0 hits / 0 lookups" in stats.output
     assert "hit rate 100.0 %" in stats.output
+
+
+def test_new_file_with_known_groups_reads_them(runner, sweep, tmp_path):
+    first = ["batch", str(sweep / "a_relu.yaml"), "--cache-dir", str(tmp_path)]
+    runner.invoke(main, first)
+    text = (sweep / "a_relu.yaml").read_text().replace("name: r\n", "name: other\n")
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(text)
+
+    args = ["batch", str(renamed), "--cache-dir", str(tmp_path), "--format", "json"]
+    summary = json.loads(runner.invoke(main, args).stdout)["summary"]
+
+    assert (summary["report_hits"], summary["report_misses"]) == (0, 1)
+    assert summary["cache_misses"] == 0 and summary["cache_hits"] > 0
 
 
 def test_warnings_of_a_file_are_raised_again_naming_it(sweep, tmp_path):
@@ -365,7 +382,9 @@ def test_killed_runs_leave_a_cache_the_next_run_reads(
 
     assert kept > 0 and code == 0
     assert outcomes(summary) == long_expected
-    assert summary["summary"]["cache_hits"] >= kept
+    # Nothing the killed runs left is computed again, and some of it is read.
+    assert count_entries(tmp_path) == kept + summary["summary"]["cache_misses"]
+    assert summary["summary"]["cache_hits"] + summary["summary"]["report_hits"] > 0
     assert "Warning" not in stderr
     assert time.monotonic() - start < 120  # no wait on the dead runs' leases
 

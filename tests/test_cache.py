@@ -413,3 +413,194 @@ def test_cache_commands(runner, tmp_path):
     assert "entries: 2" in stats.output
     assert "removed 2 entries" in cleared.output
     assert "entries: 0" in after.output
+
+
+def stored_entry(tmp_path, spec, view="text"):
+    """Analyse `spec` into the cache at `tmp_path`; return its key and raw bytes."""
+    from algebra.cache import REPORT_PREFIX
+    from algebra.stored import analyze_stored, report_key
+
+    with GroupCache(tmp_path) as cache:
+        analyze_stored(spec, view, cache=cache)
+        key = report_key(load_model(spec), 2, 0)
+        return key, cache.store.get(REPORT_PREFIX + key)
+
+
+def reanalysed(tmp_path, spec, view="text"):
+    """Analyse again from the cache: (output, report hits, group lookups)."""
+    from algebra.stored import analyze_stored
+
+    with GroupCache(tmp_path) as cache:
+        stored = analyze_stored(spec, view, cache=cache)
+        return stored.output(view), cache.report_hits, cache.hits + cache.misses
+
+
+def expected_output(spec, view="text"):
+    from algebra.stored import analyze_stored
+
+    return analyze_stored(spec, view).output(view)
+
+
+def forged_body(raw, change):
+    """Return the entry with its JSON body changed and its digest recomputed."""
+    import hashlib
+    import json
+
+    from algebra.cache import REPORT_FORMAT
+
+    body = raw.split(b"\n", 1)[1]
+    content = json.loads(body)
+    change(content)
+    body = json.dumps(content).encode()
+    return (
+        REPORT_FORMAT + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+    )
+
+
+def more_laws(content):
+    content["report"]["summary"]["laws"] += 1
+
+
+def fewer_laws_everywhere(content):
+    report = content["report"]
+    report["summary"]["laws"] -= 1
+    report["views"]["text"] = report["views"]["text"].replace("4 laws", "3 laws", 1)
+
+
+BAD_REPORTS = {
+    "garbage": (lambda raw: b"\x00garbage", "no report header"),
+    "flipped-byte": (lambda raw: raw[:-3] + b"X" + raw[-2:], "digest mismatch"),
+    "summary-contradicts-text": (
+        lambda raw: forged_body(raw, more_laws),
+        "the text view contradicts the summary",
+    ),
+    "unknown-field": (
+        lambda raw: forged_body(raw, lambda c: c["report"].update(extra=1)),
+        "fields differ",
+    ),
+    "wrong-type": (
+        lambda raw: forged_body(raw, lambda c: c["report"]["summary"].update(laws="2")),
+        "is not a int",
+    ),
+}
+
+
+@pytest.mark.parametrize("make, match", BAD_REPORTS.values(), ids=BAD_REPORTS.keys())
+def test_bad_report_entry_is_recomputed_with_a_warning(tmp_path, make, match):
+    from algebra.cache import REPORT_PREFIX
+
+    key, raw = stored_entry(tmp_path, PAIR)
+    with GroupCache(tmp_path) as cache:
+        cache.store.set(REPORT_PREFIX + key, make(raw))
+
+    with pytest.warns(StaleCacheWarning, match=match):
+        output, report_hits, group_lookups = reanalysed(tmp_path, PAIR)
+
+    assert output == expected_output(PAIR)
+    assert (report_hits, group_lookups) == (0, 2)
+    assert reanalysed(tmp_path, PAIR)[1:] == (1, 0)  # repaired
+
+
+def test_report_moved_under_another_key_is_refused(tmp_path):
+    from algebra.cache import REPORT_PREFIX
+
+    _, raw = stored_entry(tmp_path, PAIR)
+    other_key, _ = stored_entry(tmp_path, RENAMED)
+    with GroupCache(tmp_path) as cache:
+        cache.store.set(REPORT_PREFIX + other_key, raw)
+
+    with pytest.warns(StaleCacheWarning, match="stored under another key"):
+        output = reanalysed(tmp_path, RENAMED)[0]
+
+    assert output == expected_output(RENAMED)
+    assert output.startswith("model other:")
+
+
+def test_consistent_forgery_is_not_detected(tmp_path):
+    # Documented limit: whoever can write the cache can change a result.
+    from algebra.cache import REPORT_PREFIX
+
+    key, raw = stored_entry(tmp_path, PAIR)
+    with GroupCache(tmp_path) as cache:
+        cache.store.set(REPORT_PREFIX + key, forged_body(raw, fewer_laws_everywhere))
+
+    output = reanalysed(tmp_path, PAIR)[0]
+
+    assert output.splitlines()[0] == "model pair: 16 parameters, 3 laws (certified)"
+
+
+def test_report_views_accumulate_in_one_entry(tmp_path):
+    from algebra.cache import decode_report
+
+    stored_entry(tmp_path, PAIR, "text")
+    key, raw = stored_entry(tmp_path, PAIR, "latex")
+
+    assert set(decode_report(raw, key).views) == {"text", "latex"}
+    with GroupCache(tmp_path) as cache:
+        assert (cache.entries(), cache.reports()) == (2, 1)
+
+
+def test_report_key_ignores_the_path_but_not_the_engine_version(tmp_path, monkeypatch):
+    from algebra.stored import report_key
+
+    first, second = tmp_path / "a.yaml", tmp_path / "b" / "a.yaml"
+    second.parent.mkdir()
+    first.write_text("input: [3]\nlayers:\n  - {type: linear, out: 2}\n")
+    second.write_text("\n\ninput: [3]\nlayers:\n- {out: 2, type: linear}\n")
+    key = report_key(load_model(first), 2, 0)
+
+    assert report_key(load_model(second), 2, 0) == key
+    assert report_key(load_model(first), 3, 0) != key
+    assert report_key(load_model(first), 2, 1) != key
+    monkeypatch.setattr(algebra.analysis, "ENGINE_VERSION", "test")
+    assert report_key(load_model(first), 2, 0) != key
+
+
+def test_wait_for_a_live_lease_holder_is_announced_once(tmp_path):
+    import os
+    import socket
+
+    key = "7" * 64
+    notices = []
+    on_wait = lambda *notice: notices.append(notice)  # noqa: E731
+    holder = f"{socket.gethostname()}\t{os.getppid()}\tlive"
+    with GroupCache(tmp_path, lease_seconds=1.0, on_wait=on_wait) as cache:
+        cache.store.set(LEASE_PREFIX + key, holder, expire=30)
+        start = time.monotonic()
+
+        assert cache.get(key) is None
+        waited = time.monotonic() - start
+
+    assert 1.0 <= waited < 3.0
+    assert len(notices) == 1
+    assert notices[0][:2] == (
+        key,
+        f"process {os.getppid()} on host {socket.gethostname()}",
+    )
+    assert 0.5 <= notices[0][2] <= 0.8
+
+
+def test_wait_notice_says_what_it_waits_for(capsys):
+    from algebra.cache import print_wait_notice
+
+    print_wait_notice("ab12" * 16, "process 42 on host h", 297.6)
+
+    assert capsys.readouterr().err == (
+        "waiting for cache entry ab12ab12ab12, leased by process 42 on host h "
+        "(computing it, or stale); at most 298 s more, then computing it here\n"
+    )
+
+
+def test_lease_of_a_reused_pid_is_broken_at_once(tmp_path):
+    import os
+    import socket
+
+    key = "8" * 64
+    # A live pid whose start time differs from the lease's: the pid was reused.
+    holder = f"{socket.gethostname()}\t{os.getppid()}\tnonce@1"
+    with GroupCache(tmp_path) as cache:
+        cache.store.set(LEASE_PREFIX + key, holder, expire=30)
+        start = time.monotonic()
+
+        assert cache.get(key) is None
+        assert time.monotonic() - start < 1.0
