@@ -23,7 +23,7 @@ import sympy
 
 from algebra.bilinear import certify_bilinear
 from algebra.certificate import Certificate, certify
-from algebra.fields import gradient_field
+from algebra.compiled import FieldSet
 from algebra.products import certify_products
 from algebra.report import BlockReport, Report, joint_law_count
 from algebra.sampled import certify_sampled
@@ -239,6 +239,6 @@ def _certify_group(group, degree, seed, layout=None):
         except NotImplementedError:
             group = group.expand()
     d = len(group.variables)
-    fields = [gradient_field(p, d) for p in group.components]
+    fields = FieldSet.from_phi(list(group.components), d)
     support = tensor_support(layout) if layout is not None and degree == 2 else None
     return certify(fields, d, degree, seed, support)

@@ -26,9 +26,7 @@ import numpy as np
 from algebra.compiled import (
     FieldSet,
     TermArray,
-    _canonical,
     conservation_residuals,
-    group_rows,
 )
 from algebra.polynomial import Polynomial
 from algebra.rank import MAX_DOT, PRIME, modular_nullspace, rational_reconstruction
@@ -137,6 +135,10 @@ def _kernel(fields, monomials):
         vector = np.zeros(n)
         vector[u] = 1
         kernel.append(vector)
+    # Components of one unknown with a nonzero equation hold no law: skip them.
+    size = np.bincount(labels, minlength=n)
+    wide = size[labels[cols]] > 1
+    rows, cols, coef = rows[wide], cols[wide], coef[wide]
     order = np.argsort(labels[cols], kind="stable")
     rows, cols, coef = rows[order], cols[order], coef[order]
     bounds = np.flatnonzero(np.diff(labels[cols])) + 1
@@ -214,14 +216,21 @@ def _equations(fields, monomials):
     left = np.repeat(np.arange(len(key)), count)
     offsets = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
     right = order[np.repeat(start, count) + offsets]
-    pv, pe = _canonical(
-        np.concatenate([var[left], fields.var[right]], axis=1),
-        np.concatenate([exp[left], fields.exp[right]], axis=1),
-        d,
-    )
-    _, rows = group_rows(
-        np.concatenate([(fields.slot[right] // d)[:, None], pv, pe], axis=1)
-    )
+    # A row is (field j, monomial of the product). Monomials are keyed by a random
+    # additive hash (sum of exponent * weight of the variable, wrapping int64), so
+    # that a product's key is the sum of its factors' keys and no product is formed.
+    # Two rows sharing a key by accident (probability about 2**-64 per pair) would
+    # only be added up: a weaker system, whose extra solutions fail the exact
+    # verification; no wrong law can come out of it.
+    rng = np.random.default_rng(20231)
+    weight = np.append(rng.integers(1, 2**62, size=d, dtype=np.int64), 0)
+    field_weight = np.int64(rng.integers(1, 2**62) | 1)
+    with np.errstate(over="ignore"):
+        rest_key = (exp * weight[var]).sum(axis=1)
+        term_key = (fields.exp * weight[fields.var]).sum(axis=1)
+        row_key = rest_key[left] + term_key[right] + (fields.slot[right] // d) * field_weight
+    _, rows = np.unique(row_key, return_inverse=True)
+    rows = rows.ravel()
     cols = unknown[left]
     values = scale[left] * fields.coef[right] % PRIME
     # Add up entries with the same (row, unknown).

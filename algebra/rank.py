@@ -61,6 +61,8 @@ class Echelon:
         The length of every row.
     """
 
+    batch = 256
+
     def __init__(self, width):
         self.width = width
         self._store = np.zeros((min(width, 64), width))
@@ -98,19 +100,30 @@ class Echelon:
 
         Each batch is reduced against the stored rows in one product; then every
         row kept from the batch is eliminated from the later rows of the batch,
-        which are thus reduced against all rows stored before them.
+        which are thus reduced against all rows stored before them. Once the rank
+        passes half the width, a batch is first tested against the null space of
+        the stored rows (a row lies in their span exactly when it is orthogonal to
+        that null space), which is narrow, so that rows already in the span cost
+        ``width - rank`` products each.
         """
         vectors = np.atleast_2d(vectors)
         kept = []
-        for start in range(0, len(vectors), 256):
-            residual = self.reduce(vectors[start : start + 256])
+        for start in range(0, len(vectors), self.batch):
+            chunk = vectors[start : start + self.batch]
+            index = np.arange(len(chunk))
+            if 2 * self.rank > self.width:
+                test = mod_matmul(np.mod(chunk, PRIME), self.kernel().T)
+                index = np.flatnonzero(test.any(axis=1))
+                if not index.size:
+                    continue
+            residual = self.reduce(chunk[index])
             live = np.flatnonzero(residual.any(axis=1))
             while live.size:
                 first, live = live[0], live[1:]
                 row = residual[first]
                 pivot = int(np.flatnonzero(row)[0])
                 self._insert(row, pivot)
-                kept.append(start + int(first))
+                kept.append(start + int(index[first]))
                 if live.size:
                     stored = self._store[len(self.pivots) - 1]
                     rest = residual[live]
@@ -118,6 +131,15 @@ class Echelon:
                     residual[live] = rest
                     live = live[rest.any(axis=1)]
         return kept
+
+    def kernel(self):
+        """A basis of the vectors k with ``row . k = 0`` for every stored row."""
+        free = np.setdiff1d(np.arange(self.width), self.pivots)
+        basis = np.zeros((len(free), self.width))
+        basis[np.arange(len(free)), free] = 1
+        if self.pivots:
+            basis[:, self.pivots] = np.mod(-self.rows[:, free].T, PRIME)
+        return basis
 
     def _insert(self, row, pivot):
         row = np.mod(row * pow(int(row[pivot]), -1, PRIME), PRIME)
@@ -160,16 +182,9 @@ def modular_nullspace(matrix):
         One row per free column, with a 1 at that column: the reduced basis.
     """
     matrix = np.atleast_2d(np.asarray(matrix, dtype=float))
-    n = matrix.shape[1]
-    basis = Echelon(n)
+    basis = Echelon(matrix.shape[1])
     basis.add_many(matrix)
-    free = [c for c in range(n) if c not in set(basis.pivots)]
-    kernel = np.zeros((len(free), n))
-    for k, c in enumerate(free):
-        kernel[k, c] = 1
-        for row, p in zip(basis.rows, basis.pivots, strict=True):
-            kernel[k, p] = (-row[c]) % PRIME
-    return kernel
+    return basis.kernel()
 
 
 def rational_reconstruction(value, prime=PRIME):

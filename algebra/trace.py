@@ -122,7 +122,8 @@ class _Closure:
         self.values, self.jacobians = [], []
         self.expanded = 0
         d = echelon.width
-        self.stack = np.zeros((min(d, 16), d, d)) if d**3 <= STACK_LIMIT else None
+        # At most d fields join the basis (each raises the rank).
+        self.stack = np.zeros((d, d, d)) if d**3 <= STACK_LIMIT else None
 
     def append(self, field, parents, level, value):
         if field is None:
@@ -139,10 +140,7 @@ class _Closure:
         self.values.append(value)
         self.jacobians.append(jacobian)
         if self.stack is not None:
-            k = len(self.jacobians) - 1
-            if k == len(self.stack):
-                self.stack = np.concatenate([self.stack, np.zeros_like(self.stack)])
-            self.stack[k] = jacobian
+            self.stack[len(self.jacobians) - 1] = jacobian
 
     def field(self, k):
         """Basis field k, expanded."""

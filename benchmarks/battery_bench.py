@@ -15,6 +15,7 @@ expression, floating-point rank), runs in the same call on networks with at most
 ``--baseline-max-d`` parameters, so that the speed-up is measured, not quoted.
 """
 
+import algebra  # noqa: F401,I001  (first: one BLAS thread, see algebra/__init__.py)
 import argparse
 import itertools
 import json

@@ -181,21 +181,24 @@ def group_components(polys, dimension):
             v = parent[v]
         return v
 
-    for p in polys:
-        variables = sorted(p.variables())
+    polys = [(p, sorted(p.variables())) for p in polys]
+    polys = [(p, variables) for p, variables in polys if variables]
+    for _, variables in polys:
+        first = root(variables[0])
         for v in variables[1:]:
-            parent[root(v)] = root(variables[0])
+            parent[root(v)] = first
 
     members = {}
-    polys = [p for p in polys if p.variables()]
-    for p in polys:
-        members.setdefault(root(min(p.variables())), []).append(p)
+    for p, variables in polys:
+        members.setdefault(root(variables[0]), []).append((p, variables))
     groups = []
     for comps in members.values():
-        variables = tuple(sorted(set().union(*(p.variables() for p in comps))))
+        variables = tuple(sorted({v for _, vs in comps for v in vs}))
         local = {v: k for k, v in enumerate(variables)}
-        groups.append(PolynomialGroup(variables, tuple(p.rename(local) for p in comps)))
-    used = set().union(*(g.variables for g in groups)) if groups else set()
+        groups.append(
+            PolynomialGroup(variables, tuple(p.rename(local) for p, _ in comps))
+        )
+    used = {v for g in groups for v in g.variables}
     free = tuple(v for v in range(dimension) if v not in used)
     return Parametrization(tuple(sorted(groups, key=lambda g: g.variables)), free)
 

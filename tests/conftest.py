@@ -1,3 +1,4 @@
+import algebra  # noqa: F401,I001  (first: one BLAS thread, see algebra/__init__.py)
 import pathlib
 
 import pytest
