@@ -101,3 +101,26 @@ def test_law_search_rejects_nothing_it_should_keep():
     assert not find_polynomial_laws(
         [gradient_field(phi, 4)], 4, 2, monomials=monomials_up_to(range(4), 1)
     )
+
+
+def test_deep_relu_network_as_one_block():
+    # Path products of a 4-5-5-4 ReLU network: one law per hidden neuron. The
+    # squares' component of the law system has one equation per path (400), more
+    # than 2 D + 64, so it goes through the random row compression.
+    from algebra.analysis import _GroupMemo, analyze_block
+    from blocks.graph import build_graph
+    from blocks.model_file import load_model
+    from blocks.network import network_parametrization
+
+    layers = []
+    for k, out in enumerate([5, 5, 4]):
+        layers.append({"type": "linear", "name": f"l{k}", "out": out})
+        if k < 2:
+            layers.append({"type": "relu"})
+    graph = build_graph(load_model({"input": [4], "layers": layers}))
+    block, param = network_parametrization(graph, patterns="generic")
+    report = analyze_block(block, param, _GroupMemo(None, 2, 0))
+    assert report.status == "certified" and report.bounds == (10, 10)
+    for law in report.law_polynomials():
+        assert all(len(mono) == 1 and mono[0][1] == 2 for mono in law.terms)
+        assert sorted(set(law.terms.values())) == [-1, 1]
