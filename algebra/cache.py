@@ -620,8 +620,10 @@ def _holder_died(holder):
         return True
     except PermissionError:
         pass
+    # A start time unknown on either side (an older token, no /proc) proves nothing.
     started = parts[2].rpartition("@")[2] if "@" in parts[2] else ""
-    return bool(started) and started != _start_time(int(parts[1]))
+    now = _start_time(int(parts[1]))
+    return bool(started and now) and started != now
 
 
 def _start_time(pid):

@@ -196,8 +196,8 @@ def verdicts(base, cold, warm, groups):
     factor, allowed, lookups, distinct = sharing(groups, base.wall)
     lines = [
         "",
-        "median: median seconds per file; hits: groups read from the cache / looked "
-        "up; speed-ups: wall / cpu",
+        "median: median seconds per file; hits: whole analyses and groups read from "
+        "the cache / looked up; speed-ups: wall / cpu",
         f"group lookups {lookups}, distinct groups {distinct}; sharing factor "
         f"{factor:.2f} (certification time), allowed speed-up {allowed:.2f}",
     ]
@@ -248,7 +248,8 @@ def _files(result):
 
 
 def _hits(result):
-    return f"{result.hits}/{result.hits + result.misses}"
+    found = result.hits + result.report_hits
+    return f"{found}/{found + result.misses + result.report_misses}"
 
 
 if __name__ == "__main__":

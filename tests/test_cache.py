@@ -604,3 +604,15 @@ def test_lease_of_a_reused_pid_is_broken_at_once(tmp_path):
 
         assert cache.get(key) is None
         assert time.monotonic() - start < 1.0
+
+
+def test_lease_is_kept_when_start_times_cannot_be_compared(monkeypatch):
+    import os
+    import socket
+
+    import algebra.cache
+
+    holder = f"{socket.gethostname()}\t{os.getppid()}\tnonce@1"
+    monkeypatch.setattr(algebra.cache, "_start_time", lambda pid: "")
+
+    assert not algebra.cache._holder_died(holder)
