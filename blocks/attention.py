@@ -135,14 +135,15 @@ def bilinear_parametrization(left, right, dimension):
     Parametrization
         One `BilinearGroup` in local variables.
     """
-    variables = np.unique(np.concatenate([o.ravel() for o in left + right]))
-    local = tuple(
-        tuple(np.searchsorted(variables, o).astype(np.int64) for o in side)
-        for side in (left, right)
-    )
-    group = BilinearGroup(tuple(variables.tolist()), local[0], local[1])
     used = np.zeros(dimension, dtype=bool)
-    used[variables] = True
+    for orbit in left + right:
+        used[orbit] = True
+    position = np.cumsum(used) - 1  # local number of each used block variable
+    local = tuple(
+        tuple(position[o].astype(np.int64) for o in side) for side in (left, right)
+    )
+    variables = tuple(np.flatnonzero(used).tolist())
+    group = BilinearGroup(variables, local[0], local[1])
     return Parametrization((group,), tuple(np.flatnonzero(~used).tolist()))
 
 
