@@ -160,7 +160,7 @@ def decode_certificate(data):
         raise ValueError("digest mismatch")
     try:
         content = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ValueError(f"body is not JSON: {err}") from err
     return _certificate_from(content)
 
@@ -208,13 +208,16 @@ def decode_report(data, key):
         raise ValueError("no report header, or a digest mismatch")
     try:
         content = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ValueError(f"body is not JSON: {err}") from err
     if not isinstance(content, dict) or set(content) != {"key", "report"}:
         raise ValueError("fields differ from this version's report entry")
     if content["key"] != key:
         raise ValueError("stored under another key")
-    return StoredReport.from_data(content["report"])
+    try:
+        return StoredReport.from_data(content["report"])
+    except (TypeError, KeyError, AttributeError, RecursionError) as err:
+        raise ValueError(f"not a stored report ({type(err).__name__})") from err
 
 
 def _encode_polynomial(law):

@@ -220,7 +220,18 @@ BAD_VALUES = {
     "old-pickled-object": (lambda cert: cert, "holds a Certificate"),
     "digest-mismatch": (tampered, "digest mismatch"),
     "contradicting": (self_contradicting, "do not match the laws"),
+    "deep-nesting": (lambda cert: nested_certificate(), "body is not JSON"),
 }
+
+
+def nested_certificate():
+    """Return certificate bytes with a valid digest and a body nested too deep."""
+    import hashlib
+
+    from algebra.cache import FORMAT
+
+    body = b"[" * 100_000 + b"]" * 100_000
+    return FORMAT + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
 
 
 @pytest.mark.parametrize("make, match", BAD_VALUES.values(), ids=BAD_VALUES.keys())
@@ -457,6 +468,17 @@ def forged_body(raw, change):
     )
 
 
+def entry_with_body(body):
+    """Return a report entry whose digest matches `body`."""
+    import hashlib
+
+    from algebra.cache import REPORT_FORMAT
+
+    return (
+        REPORT_FORMAT + b" " + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+    )
+
+
 def more_laws(content):
     content["report"]["summary"]["laws"] += 1
 
@@ -481,6 +503,10 @@ BAD_REPORTS = {
     "wrong-type": (
         lambda raw: forged_body(raw, lambda c: c["report"]["summary"].update(laws="2")),
         "is not a int",
+    ),
+    "deep-nesting": (
+        lambda raw: entry_with_body(b"[" * 100_000 + b"]" * 100_000),
+        "body is not JSON",
     ),
 }
 
