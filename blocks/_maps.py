@@ -16,7 +16,14 @@ import numpy as np
 __all__ = ["weight_entries", "bias_entries", "channel_of_units"]
 
 
-def weight_entries(attrs, out_features=None, in_features=None):
+def weight_entries(
+    attrs,
+    out_features=None,
+    in_features=None,
+    first_row=False,
+    out_positions=None,
+    in_positions=None,
+):
     """Return the entries ``(out_flat, in_flat, var)`` of a layer's weight.
 
     Parameters
@@ -27,6 +34,12 @@ def weight_entries(attrs, out_features=None, in_features=None):
     out_features, in_features : sequence of int, optional
         Keep only these output / input features (channels for a convolution, the
         last axis for a linear layer).
+    first_row : bool
+        For a linear layer on inputs with leading axes (tokens), keep only the
+        first token: every token uses the same weight entries.
+    out_positions, in_positions : sequence of int, optional
+        Keep only entries whose output (input) unit is at one of these positions:
+        flat spatial positions of a convolution, tokens of a linear layer.
 
     Returns
     -------
@@ -34,22 +47,30 @@ def weight_entries(attrs, out_features=None, in_features=None):
         Three int64 arrays of equal length.
     """
     if attrs["kind"] == "linear":
-        return _linear_entries(attrs, out_features, in_features)
-    return _conv_entries(attrs, out_features, in_features)
+        return _linear_entries(
+            attrs, out_features, in_features, first_row, out_positions, in_positions
+        )
+    return _conv_entries(attrs, out_features, in_features, out_positions, in_positions)
 
 
-def bias_entries(attrs, out_features=None):
-    """Return ``(out_flat, var)`` for the bias of a layer."""
+def bias_entries(attrs, out_features=None, first_row=False, out_positions=None):
+    """Return ``(out_flat, var)`` for the bias of a layer (see `weight_entries`)."""
     out_shape = attrs["out_shape"]
     if attrs["kind"] == "linear":
-        lead, width = math.prod(out_shape[:-1]), out_shape[-1]
+        lead = 1 if first_row else math.prod(out_shape[:-1])
+        width = out_shape[-1]
         features = np.arange(width) if out_features is None else np.array(out_features)
         t, o = np.meshgrid(np.arange(lead), features, indexing="ij")
-        return (t * width + o).ravel(), o.ravel()
-    positions = math.prod(out_shape[1:])
-    features = np.arange(out_shape[0]) if out_features is None else out_features
-    o, p = np.meshgrid(np.asarray(features), np.arange(positions), indexing="ij")
-    return (o * positions + p).ravel(), o.ravel()
+        out_flat, var, pos = (t * width + o).ravel(), o.ravel(), t.ravel()
+    else:
+        positions = math.prod(out_shape[1:])
+        features = np.arange(out_shape[0]) if out_features is None else out_features
+        o, p = np.meshgrid(np.asarray(features), np.arange(positions), indexing="ij")
+        out_flat, var, pos = (o * positions + p).ravel(), o.ravel(), p.ravel()
+    if out_positions is not None:
+        keep = np.isin(pos, out_positions)
+        out_flat, var = out_flat[keep], var[keep]
+    return out_flat, var
 
 
 def channel_of_units(attrs):
@@ -60,16 +81,22 @@ def channel_of_units(attrs):
     return np.repeat(np.arange(out_shape[0]), math.prod(out_shape[1:]))
 
 
-def _linear_entries(attrs, out_features, in_features):
+def _linear_entries(
+    attrs, out_features, in_features, first_row, out_positions=None, in_positions=None
+):
     in_shape, out_shape = attrs["in_shape"], attrs["out_shape"]
-    lead, n_in, n_out = math.prod(in_shape[:-1]), in_shape[-1], out_shape[-1]
+    tokens = np.arange(1 if first_row else math.prod(in_shape[:-1]))
+    for chosen in (out_positions, in_positions):
+        if chosen is not None:
+            tokens = tokens[np.isin(tokens, chosen)]
+    n_in, n_out = in_shape[-1], out_shape[-1]
     outs = np.arange(n_out) if out_features is None else np.asarray(out_features)
     ins = np.arange(n_in) if in_features is None else np.asarray(in_features)
-    t, o, i = np.meshgrid(np.arange(lead), outs, ins, indexing="ij")
+    t, o, i = np.meshgrid(tokens, outs, ins, indexing="ij")
     return (t * n_out + o).ravel(), (t * n_in + i).ravel(), (o * n_in + i).ravel()
 
 
-def _conv_entries(attrs, out_features, in_features):
+def _conv_entries(attrs, out_features, in_features, out_positions=None, in_positions=None):
     layer, in_shape, out_shape = attrs["layer"], attrs["in_shape"], attrs["out_shape"]
     kernel, stride = layer.option("kernel"), layer.option("stride")
     padding = layer.option("padding")
@@ -86,7 +113,12 @@ def _conv_entries(attrs, out_features, in_features):
     )
     n_out_pos, n_in_pos = math.prod(out_shape[1:]), math.prod(in_shape[1:])
     k_size = math.prod(kernel)
-    o, i, j = np.meshgrid(outs, ins, np.arange(len(pos)), indexing="ij")
+    triples = np.ones(len(pos), dtype=bool)
+    if out_positions is not None:
+        triples &= np.isin(pos, out_positions)
+    if in_positions is not None:
+        triples &= np.isin(src, in_positions)
+    o, i, j = np.meshgrid(outs, ins, np.flatnonzero(triples), indexing="ij")
     out_flat = o * n_out_pos + pos[j]
     in_flat = i * n_in_pos + src[j]
     var = (o * c_in + i) * k_size + off[j]

@@ -40,6 +40,8 @@ ACTIVATION_DEGREE = {
     "square": (2, False),
 }
 EXPAND_LIMIT = 5_000
+# Weight entries listed at once when a large pair is stored as products.
+PRODUCT_BATCH = 2_000_000
 MAX_POWER = 12
 
 
@@ -204,49 +206,168 @@ def group_components(polys, dimension):
 
 
 def _products(block, first, second):
-    """Store phi of a 1-homogeneous pair as products, one group per channel."""
+    """Store phi of a 1-homogeneous pair as products, one group per channel.
+
+    Each hidden unit u gives the rectangle (outgoing weights of u) x (incoming
+    weights and bias of u). A unit's weights are indexed affinely in its channel,
+    so the units of two channels at the same position have rectangles that are
+    translates of each other, and the positions whose units share a rectangle are
+    the same in every channel: they are found once (`_position_classes`) and only
+    one position per class is listed. Two linear layers on tokens use the same
+    weights for every token, so only the first token is listed.
+    """
     starts = _offsets(block)
-    channels = channel_of_units(first)
-    has_bias = len(block.parameters) == 3
+    tokens = first["kind"] == second["kind"] == "linear" and len(
+        second["in_shape"]
+    ) == len(first["out_shape"])
+    count = int(channel_of_units(first).max()) + 1
+    positions = _position_classes(block, first, second, starts, tokens, count)
+    per_channel = block.sizes[0] // count * (1 if positions is None else len(positions))
+    step = max(1, PRODUCT_BATCH // max(per_channel, 1))
     groups, used = [], np.zeros(block.dimension, dtype=bool)
-    for c in range(int(channels.max()) + 1):
-        rectangles = _channel_rectangles(block, first, second, c, starts, has_bias)
-        variables = np.unique(np.concatenate([np.concatenate(r) for r in rectangles]))
-        local = tuple(
-            (np.searchsorted(variables, left), np.searchsorted(variables, right))
-            for left, right in rectangles
-        )
-        groups.append(ProductGroup(tuple(variables.tolist()), local))
-        used[variables] = True
+    for low in range(0, count, step):
+        batch = list(range(low, min(low + step, count)))
+        units = _Units(block, first, second, batch, starts, tokens, positions)
+        for rectangles in units.rectangles():
+            variables = np.sort(np.concatenate([np.concatenate(r) for r in rectangles]))
+            if len(rectangles) > 1:
+                variables = np.unique(variables)
+            local = tuple(
+                (np.searchsorted(variables, left), np.searchsorted(variables, right))
+                for left, right in rectangles
+            )
+            groups.append(ProductGroup(tuple(variables.tolist()), local))
+            used[variables] = True
+    groups.sort(key=lambda g: g.variables)
     return Parametrization(tuple(groups), tuple(np.flatnonzero(~used).tolist()))
 
 
-def _by_unit(units, variables):
-    """Map each unit to the sorted array of variables listed with it."""
-    order = np.lexsort((variables, units))
-    units, variables = units[order], variables[order]
-    keys, first = np.unique(units, return_index=True)
-    return dict(zip(keys.tolist(), np.split(variables, first[1:]), strict=True))
+def _position_classes(block, first, second, starts, tokens, count):
+    """One position per class of positions whose units share their rectangle.
+
+    Found on the first channel and checked on the last; None when there is one
+    position.
+    """
+    labels = []
+    for c in sorted({0, count - 1}):
+        units = _Units(block, first, second, [c], starts, tokens, None)
+        _, first_unit, label = np.unique(
+            units.keys, axis=0, return_index=True, return_inverse=True
+        )
+        # Label classes by their first position, so that channels compare.
+        order = np.argsort(first_unit)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        labels.append((units.positions, rank[label.ravel()], units.positions[first_unit]))
+    positions, label, representatives = labels[0]
+    if len(positions) <= 1:
+        return None
+    for other_positions, other_label, _ in labels[1:]:
+        if not (
+            np.array_equal(other_positions, positions)
+            and np.array_equal(other_label, label)
+        ):
+            raise RuntimeError("channels of a layer do not share their positions")
+    return np.sort(representatives)
 
 
-def _channel_rectangles(block, first, second, c, starts, has_bias):
-    """Return the (outgoing, incoming) variable rectangles of hidden channel c."""
-    h_a, _, v_a = weight_entries(first, out_features=[c])
-    if has_bias:
-        h_bias, _ = bias_entries(first, out_features=[c])
-        h_a = np.concatenate([h_a, h_bias])
-        v_a = np.concatenate([v_a, np.full(len(h_bias), starts[1] + c)])
-    incoming = _by_unit(h_a, v_a)
+class _Units:
+    """The hidden units of some channels, their rectangles and their keys."""
 
-    _, h_b, v_b = weight_entries(second, in_features=_features(first, second, c))
-    outgoing = _by_unit(h_b, v_b + starts[-1])
+    def __init__(self, block, first, second, channels, starts, tokens, positions):
+        h_in, _, v_in = weight_entries(
+            first, out_features=channels, first_row=tokens, out_positions=positions
+        )
+        v_in = v_in + starts[0]
+        if len(block.parameters) == 3:
+            h_bias, feature = bias_entries(
+                first, out_features=channels, first_row=tokens, out_positions=positions
+            )
+            h_in = np.concatenate([h_in, h_bias])
+            v_in = np.concatenate([v_in, feature + starts[1]])
+        if len(second["in_shape"]) < len(first["out_shape"]):
+            # The second layer reads the flattened units: its features are units.
+            features = np.flatnonzero(np.isin(channel_of_units(first), channels))
+        else:
+            features = channels
+        _, h_out, v_out = weight_entries(
+            second, in_features=features, first_row=tokens, in_positions=positions
+        )
+        self.incoming = _Segments(h_in, v_in)
+        self.outgoing = _Segments(h_out, v_out + starts[-1])
+        self.units = np.intersect1d(self.incoming.units, self.outgoing.units)
+        self.channel = channel_of_units(first)[self.units]
+        if first["kind"] == "linear":
+            self.positions = self.units // first["out_shape"][-1]
+        else:
+            self.positions = self.units % math.prod(first["out_shape"][1:])
+        self.keys = np.column_stack(
+            [self.channel, *self.incoming.keys(self.units), *self.outgoing.keys(self.units)]
+        )
 
-    rectangles = {}
-    for h, right in incoming.items():
-        if h in outgoing:
-            left = outgoing[h]
-            rectangles.setdefault((left.tobytes(), right.tobytes()), (left, right))
-    return [rectangles[key] for key in sorted(rectangles)]
+    def rectangles(self):
+        """For each channel, its distinct (outgoing, incoming) rectangles."""
+        _, first_unit, kind = np.unique(
+            self.keys, axis=0, return_index=True, return_inverse=True
+        )
+        units = self.units
+        representative = units[first_unit][kind.ravel()]
+        if not (
+            self.incoming.same(units, representative)
+            and self.outgoing.same(units, representative)
+        ):
+            raise RuntimeError("two different rectangles share a hash; please report")
+        distinct = units[first_unit]
+        order = np.argsort(self.channel[first_unit], kind="stable")
+        bounds = np.flatnonzero(np.diff(self.channel[first_unit][order])) + 1
+        for members in np.split(distinct[order], bounds):
+            found = [(self.outgoing.of(u), self.incoming.of(u)) for u in members]
+            yield sorted(found, key=lambda r: (r[0].tobytes(), r[1].tobytes()))
+
+
+class _Segments:
+    """Variables listed per unit, sorted: one segment of one array per unit."""
+
+    def __init__(self, units, variables):
+        # Layers list their entries unit-sorted within runs: a stable sort by unit
+        # usually leaves each unit's variables sorted; check, else sort both keys.
+        order = np.argsort(units, kind="stable")
+        step = np.diff(variables[order])
+        same_unit = np.diff(units[order]) == 0
+        if np.any(step[same_unit] <= 0):
+            order = np.lexsort((variables, units))
+        self.variables = variables[order]
+        self.units, self.start, self.count = np.unique(
+            units[order], return_index=True, return_counts=True
+        )
+        weights = np.random.default_rng(7).integers(1, 2**62, size=2, dtype=np.int64)
+        with np.errstate(over="ignore"):
+            mixed = self.variables * weights[0] + (self.variables * self.variables) * weights[1]
+            self.hash = np.add.reduceat(mixed, self.start) if len(mixed) else mixed
+
+    def _index(self, units):
+        return np.searchsorted(self.units, units)
+
+    def keys(self, units):
+        """Length and hash of each unit's segment."""
+        k = self._index(units)
+        return self.count[k], self.hash[k]
+
+    def of(self, unit):
+        """The sorted variables of one unit."""
+        k = int(self._index(unit))
+        return self.variables[self.start[k] : self.start[k] + self.count[k]]
+
+    def same(self, units, others):
+        """Whether each unit's segment equals the other's, entry by entry."""
+        a, b = self._index(units), self._index(others)
+        if not np.array_equal(self.count[a], self.count[b]):
+            return False
+        total = int(self.count[a].sum())
+        offsets = np.arange(total) - np.repeat(np.cumsum(self.count[a]) - self.count[a], self.count[a])
+        left = np.repeat(self.start[a], self.count[a]) + offsets
+        right = np.repeat(self.start[b], self.count[b]) + offsets
+        return bool(np.array_equal(self.variables[left], self.variables[right]))
 
 
 def _channels_align(first, second):
@@ -254,14 +375,3 @@ def _channels_align(first, second):
     if second["kind"] != "linear" or first["kind"] == "linear":
         return second["kind"] == first["kind"] or len(second["in_shape"]) == 1
     return len(second["in_shape"]) == 1
-
-
-def _features(first, second, c):
-    """Return the input features of the second layer that read channel c."""
-    if second["kind"] != "linear" or len(second["in_shape"]) == len(first["out_shape"]):
-        return [c]
-    positions = math.prod(first["out_shape"][1:])
-    if first["kind"] == "linear":
-        width = first["out_shape"][-1]
-        return list(range(c, math.prod(first["out_shape"]), width))
-    return list(range(c * positions, (c + 1) * positions))

@@ -46,6 +46,15 @@ SMALL_PAIRS = {
             {"type": "linear", "name": "b", "out": 2},
         ],
     },
+    "tokens-flatten-linear": {
+        "input": [2, 3],
+        "layers": [
+            {"type": "linear", "name": "a", "out": 2, "bias": True},
+            {"type": "relu"},
+            {"type": "flatten"},
+            {"type": "linear", "name": "b", "out": 2},
+        ],
+    },
     "tokens-linear": {
         "input": [3, 2],
         "layers": [
