@@ -12,7 +12,9 @@ Examples
 ['-x_0**2 + x_1**2']
 """
 
+import bisect
 import json
+import math
 import re
 
 import numpy as np
@@ -157,15 +159,16 @@ class BlockReport:
         from algebra.notation import compact_law
         from algebra.polynomial import Polynomial
 
+        table = _EntryTable(self.block)
         for v in self.free:
-            yield compact_law(Polynomial.variable(v), self.block), 1
+            yield compact_law(Polynomial.variable(v), table), 1
         for cert, variables in self.instances:
             if hasattr(cert.laws, "compact"):
                 yield cert.laws.compact(self.block, variables), len(cert.laws)
                 continue
             mapping = dict(enumerate(variables))
             for law in cert.laws:
-                yield compact_law(law.rename(mapping), self.block), 1
+                yield compact_law(law.rename(mapping), table), 1
 
     def to_dict(self, expressions=True):
         """Return the block's JSON object (DESIGN.md section 5)."""
@@ -203,6 +206,44 @@ def _terms(laws):
     if hasattr(laws, "terms"):
         return laws.terms
     return sum(len(law.terms) for law in laws)
+
+
+class _EntryTable:
+    """A block's variable-to-entry map with its offsets and strides computed once.
+
+    `algebra.notation.compact_law` asks for the entry of every term of every law;
+    `Block.entry` recomputes the shapes on each call, which dominates the JSON
+    output of large blocks. Gives the same (name, index) as `Block.entry`.
+    """
+
+    def __init__(self, block):
+        self.parameters = block.parameters
+        views = block.views or (None,) * len(block.parameters)
+        self._tensors = []
+        start = 0
+        for (name, _), view, shape in zip(
+            block.parameters, views, block.shapes(), strict=True
+        ):
+            strides = [math.prod(shape[k + 1 :]) for k in range(len(shape))]
+            self._tensors.append((start, name, tuple(strides), view))
+            start += math.prod(shape)
+        self._starts = [tensor[0] for tensor in self._tensors]
+        self.dimension = start
+
+    def entry(self, var):
+        """Return (parameter name, index tuple) of block variable `var`."""
+        if not 0 <= var < self.dimension:
+            raise IndexError(f"variable {var} is beyond the block")
+        start, name, strides, view = self._tensors[
+            bisect.bisect_right(self._starts, var) - 1
+        ]
+        rest, index = var - start, []
+        for stride in strides:
+            position, rest = divmod(rest, stride)
+            index.append(position)
+        if view is not None:
+            index[view[0]] += view[1]
+        return name, tuple(index)
 
 
 class _LazySymbols:
