@@ -141,7 +141,7 @@ class ProductGroup:
 
     Parameters
     ----------
-    variables : tuple of int
+    variables : sequence of int
         Block variables of the group, sorted.
     rectangles : tuple of (ndarray, ndarray)
         Pairs of local-variable arrays (left, right); every product of a left and
