@@ -229,24 +229,28 @@ def _equations(fields, monomials):
         rest_key = (exp * weight[var]).sum(axis=1)
         term_key = (fields.exp * weight[fields.var]).sum(axis=1)
         row_key = rest_key[left] + term_key[right] + (fields.slot[right] // d) * field_weight
-    _, rows = np.unique(row_key, return_inverse=True)
-    rows = rows.ravel()
     cols = unknown[left]
     values = scale[left] * fields.coef[right] % PRIME
-    # Add up entries with the same (row, unknown).
-    pair = rows * len(monomials) + cols
-    pairs, inverse = np.unique(pair, return_inverse=True)
-    total = np.bincount(inverse.ravel(), weights=values.astype(float)) % PRIME
+    # One sort by (row, unknown) numbers the rows and adds up the entries with the
+    # same (row, unknown); the result stays sorted, as `_components` needs.
+    order = np.lexsort((cols, row_key))
+    row_key, cols, values = row_key[order], cols[order], values[order]
+    new_row = np.concatenate([[True], row_key[1:] != row_key[:-1]])
+    new_pair = new_row | np.concatenate([[True], cols[1:] != cols[:-1]])
+    starts = np.flatnonzero(new_pair)
+    total = np.add.reduceat(values.astype(float), starts) % PRIME if len(starts) else values
+    rows = (np.cumsum(new_row) - 1)[starts]
     keep = total != 0
-    pairs = pairs[keep]
-    return pairs // len(monomials), pairs % len(monomials), total[keep]
+    return rows[keep], cols[starts][keep], total[keep]
 
 
 def _components(n, rows, cols):
-    """Label the unknowns: two share a label when a chain of rows joins them."""
+    """Label the unknowns: two share a label when a chain of rows joins them.
+
+    The entries come sorted by row (`_equations`).
+    """
     labels = np.arange(n)
-    order = np.lexsort((cols, rows))
-    r, c = rows[order], cols[order]
+    r, c = rows, cols
     same = r[1:] == r[:-1]
     a, b = c[:-1][same], c[1:][same]
     while len(a):
