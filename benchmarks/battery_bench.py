@@ -20,6 +20,7 @@ import argparse
 import itertools
 import json
 import pathlib
+import resource
 import statistics
 import time
 
@@ -156,6 +157,8 @@ def main():
             f"reference / ours: median {statistics.median(ratios):.1f}x, "
             f"min {min(ratios):.1f}x"
         )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory {peak:.0f} MB")
 
 
 if __name__ == "__main__":
