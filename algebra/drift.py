@@ -131,15 +131,17 @@ class CompiledLaws:
         for block_report in report.blocks:
             start = len(self.names)
             entry = _entry_lookup(block_report.block, shapes)
-            laws = zip(
-                block_report.law_polynomials(), block_report.compact(), strict=True
-            )
-            for law, text in laws:
-                degrees.append(_homogeneous_degree(law))
-                for mono, coeff in law.terms.items():
-                    keys = [entry(v) for v, e in mono for _ in range(e)]
-                    terms.append((len(self.names), float(coeff), keys))
-                self.names.append(f"{block_report.name}: {text}")
+            polynomials = block_report.law_polynomials()
+            # A family of laws (an attention head's) is one line of notation.
+            for text, count in block_report.compact_entries():
+                for k in range(count):
+                    law = next(polynomials)
+                    degrees.append(_homogeneous_degree(law))
+                    for mono, coeff in law.terms.items():
+                        keys = [entry(v) for v, e in mono for _ in range(e)]
+                        terms.append((len(self.names), float(coeff), keys))
+                    label = text if count == 1 else f"{text} #{k + 1}"
+                    self.names.append(f"{block_report.name}: {label}")
             self.blocks[block_report.name] = slice(start, len(self.names))
         self.degrees = np.array(degrees, dtype=np.int64)
         self._pack(terms)

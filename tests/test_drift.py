@@ -376,3 +376,32 @@ def test_cli_refuses_a_bad_data_file_in_one_line(runner, examples, npz, cache_di
     assert result.exit_code == 2
     assert result.output.count("\n") == 1
     assert "X: got shape [10, 7]; expected shape [n, 4]" in result.output
+
+
+def test_compiled_laws_of_a_law_family(monkeypatch):
+    # Heads above the expansion limit are certified as bilinear blocks whose laws
+    # are one family (one line of notation for many laws); force that path on a
+    # small head and check every law of the family is compiled, in order.
+    import blocks.attention
+
+    monkeypatch.setattr(blocks.attention.head_parametrization, "__defaults__", (10,))
+    source = {
+        "input": [3, 4],
+        "layers": [{"type": "attention", "name": "at", "heads": 1, "head_dim": 3}],
+    }
+    report = analyze(source)
+    assert [len(b.compact()) for b in report.blocks] == [1, 1]
+    graph = build_graph(load_model(source))
+    layout = ParameterLayout(graph)
+    theta = np.random.default_rng(5).standard_normal(layout.size)
+    laws = CompiledLaws(report, layout.shapes)
+    assert len(laws) == 12 and laws.names[0].endswith("#1")
+
+    expected = []
+    for block in report.blocks:
+        point = {
+            sympy.Symbol(name): theta[layout.flat_index(entry[0], tuple(entry[1:]))]
+            for name, entry in block.symbols().items()
+        }
+        expected.extend(float(law.subs(point)) for law in block.laws())
+    assert laws.evaluate(layout.views(theta)) == pytest.approx(expected, rel=1e-12)
