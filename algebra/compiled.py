@@ -79,7 +79,11 @@ class TermArray:
     def from_polynomials(cls, polys, slots, dimension, modulus=PRIME):
         """Build from `Polynomial` objects, ``polys[k]`` going to ``slots[k]``."""
         width = max((len(m) for p in polys for m in p.terms), default=0) or 1
-        rows = [(s, m, c) for p, s in zip(polys, slots, strict=True) for m, c in p.terms.items()]
+        rows = [
+            (s, m, c)
+            for p, s in zip(polys, slots, strict=True)
+            for m, c in p.terms.items()
+        ]
         var = np.full((len(rows), width), dimension, dtype=np.int64)
         exp = np.zeros((len(rows), width), dtype=np.int64)
         coef = np.zeros(len(rows), dtype=np.int64)
@@ -107,7 +111,9 @@ class TermArray:
     def to_polynomials(self):
         """Return {slot: Polynomial} (coefficients as stored)."""
         result = {}
-        for s, var, exp, c in zip(self.slot, self.var, self.exp, self.coef, strict=True):
+        for s, var, exp, c in zip(
+            self.slot, self.var, self.exp, self.coef, strict=True
+        ):
             mono = tuple((int(v), int(e)) for v, e in zip(var, exp, strict=True) if e)
             result.setdefault(int(s), {})[mono] = int(c)
         return {s: Polynomial(terms) for s, terms in result.items()}
@@ -136,7 +142,9 @@ class TermArray:
         term = self.coef % p
         for k in range(powers.shape[1]):
             term = term * powers[:, k] % p
-        return np.mod(np.bincount(self.slot, weights=term.astype(float), minlength=slots), p)
+        return np.mod(
+            np.bincount(self.slot, weights=term.astype(float), minlength=slots), p
+        )
 
     def split(self, indices, dimension):
         """Return field k (terms with slot in ``k * D .. k * D + D - 1``) for each k."""
@@ -165,8 +173,12 @@ class TermArray:
         suffix = np.ones((len(self), width + 1), dtype=np.int64)
         for k in range(width):
             prefix[:, k + 1] = prefix[:, k] * powers[:, k] % p
-            suffix[:, width - 1 - k] = suffix[:, width - k] * powers[:, width - 1 - k] % p
-        lower = TermArray(self.slot, self.var, np.maximum(self.exp - 1, 0), self.coef, d, p)
+            suffix[:, width - 1 - k] = (
+                suffix[:, width - k] * powers[:, width - 1 - k] % p
+            )
+        lower = TermArray(
+            self.slot, self.var, np.maximum(self.exp - 1, 0), self.coef, d, p
+        )
         reduced = lower._powers(point)
         flat = np.zeros(d * (d + 1))
         for k in range(width):
@@ -175,7 +187,9 @@ class TermArray:
             value = value * reduced[live, k] % p * prefix[live, k] % p
             value = value * suffix[live, k + 1] % p
             index = self.slot[live] * (d + 1) + self.var[live, k]
-            flat += np.bincount(index, weights=value.astype(float), minlength=d * (d + 1))
+            flat += np.bincount(
+                index, weights=value.astype(float), minlength=d * (d + 1)
+            )
         return np.mod(flat.reshape(d, d + 1)[:, :d], p)
 
     def evaluate(self, points):
@@ -220,7 +234,7 @@ def bracket_jacobian(X, Y, point, jacobian_x=None, jacobian_y=None):
 
 
 def _mod_product(a, b, p):
-    """``a @ b`` modulo p for matrices with entries in range(p), exactly."""
+    """Return ``a @ b`` modulo p for matrices with entries in range(p), exactly."""
     step = 8192
     total = np.zeros((a.shape[0], b.shape[1]))
     for start in range(0, a.shape[1], step):
@@ -229,7 +243,7 @@ def _mod_product(a, b, p):
 
 
 def _directional(Y, vector):
-    """The field ``DY v`` for a constant vector v (values modulo p)."""
+    """Return the field ``DY v`` for a constant vector v (values modulo p)."""
     t, j = np.nonzero(Y.exp > 0)
     direction = np.asarray(vector, dtype=np.int64) % Y.modulus
     coef = _multiply(Y.coef[t], Y.exp[t, j], Y.modulus)
@@ -287,7 +301,7 @@ class FieldSet:
 
     @classmethod
     def from_phi(cls, phi, dimension):
-        """The gradients of the components of phi, differentiated as arrays."""
+        """Compile the gradients of the components of phi, as arrays."""
         try:
             exact = _gradients(
                 TermArray.from_polynomials(phi, range(len(phi)), dimension, None)
@@ -340,7 +354,9 @@ def conservation_residuals(gradient, fields):
         Zero (no terms) exactly when h is conserved by every field.
     """
     d = gradient.dimension
-    return _combine(_join(gradient, fields, gradient.slot, fields.slot % d, fields.slot // d))
+    return _combine(
+        _join(gradient, fields, gradient.slot, fields.slot % d, fields.slot // d)
+    )
 
 
 def _apply(X, Y):
@@ -410,18 +426,21 @@ def _concat(parts):
     )
 
 
-def group_rows(key):
-    """Group equal rows of an integer matrix: (index of each group's first row, group
-    of every row).
+def _group_rows(key):
+    """Group equal rows of an integer matrix.
 
-    Rows are hashed to one int64 (a random linear form with wrap-around) and grouped
+    Returns the index of each group's first row and the group of every row. Rows
+    are hashed to one int64 (a random linear form with wrap-around) and grouped
     by hash; then every row is compared with its group's first row, and only if two
     different rows share a hash is the exact (slower) grouping of whole rows used.
     """
     key = np.ascontiguousarray(key, dtype=np.int64)
-    weights = np.random.default_rng(12345).integers(
-        1, 2**62, size=key.shape[1], dtype=np.int64
-    ) | 1
+    weights = (
+        np.random.default_rng(12345).integers(
+            1, 2**62, size=key.shape[1], dtype=np.int64
+        )
+        | 1
+    )
     with np.errstate(over="ignore"):
         hashed = (key * weights).sum(axis=1)
     _, first, inverse = np.unique(hashed, return_index=True, return_inverse=True)
@@ -457,7 +476,7 @@ def _combine(terms):
     if not len(terms):
         return terms
     key = np.concatenate([terms.slot[:, None], terms.var, terms.exp], axis=1)
-    first, inverse = group_rows(key)
+    first, inverse = _group_rows(key)
     if terms.modulus is not None:
         total = np.bincount(inverse, weights=terms.coef.astype(float)) % terms.modulus
         total = total.astype(np.int64)

@@ -143,7 +143,9 @@ def _kernel(fields, monomials):
     rows, cols, coef = rows[order], cols[order], coef[order]
     bounds = np.flatnonzero(np.diff(labels[cols])) + 1
     for r, c, v in zip(
-        np.split(rows, bounds), np.split(cols, bounds), np.split(coef, bounds),
+        np.split(rows, bounds),
+        np.split(cols, bounds),
+        np.split(coef, bounds),
         strict=True,
     ):
         if not len(c):
@@ -160,7 +162,7 @@ def _kernel(fields, monomials):
 
 
 def _compressed(rows, cols, values, width):
-    """The dense system of one component, or random combinations of its rows.
+    """Return one component's dense system, or random combinations of its rows.
 
     A component with many more equations than unknowns is replaced by ``width + 16``
     random combinations of its equations over GF(p), formed by exact float64
@@ -188,7 +190,7 @@ def _compressed(rows, cols, values, width):
 
 
 def _equations(fields, monomials):
-    """The exact system: (row, unknown, coefficient mod p) of ``grad m_u . X_j``.
+    """Return the exact system (row, unknown, coefficient mod p) of grad m_u . X_j.
 
     A row is one monomial of one field's product; like entries are added up and
     zeros dropped.
@@ -228,7 +230,9 @@ def _equations(fields, monomials):
     with np.errstate(over="ignore"):
         rest_key = (exp * weight[var]).sum(axis=1)
         term_key = (fields.exp * weight[fields.var]).sum(axis=1)
-        row_key = rest_key[left] + term_key[right] + (fields.slot[right] // d) * field_weight
+        row_key = (
+            rest_key[left] + term_key[right] + (fields.slot[right] // d) * field_weight
+        )
     cols = unknown[left]
     values = scale[left] * fields.coef[right] % PRIME
     # One sort by (row, unknown) numbers the rows and adds up the entries with the
@@ -238,7 +242,9 @@ def _equations(fields, monomials):
     new_row = np.concatenate([[True], row_key[1:] != row_key[:-1]])
     new_pair = new_row | np.concatenate([[True], cols[1:] != cols[:-1]])
     starts = np.flatnonzero(new_pair)
-    total = np.add.reduceat(values.astype(float), starts) % PRIME if len(starts) else values
+    total = (
+        np.add.reduceat(values.astype(float), starts) % PRIME if len(starts) else values
+    )
     rows = (np.cumsum(new_row) - 1)[starts]
     keep = total != 0
     return rows[keep], cols[starts][keep], total[keep]

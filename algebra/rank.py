@@ -133,7 +133,7 @@ class Echelon:
         return kept
 
     def kernel(self):
-        """A basis of the vectors k with ``row . k = 0`` for every stored row."""
+        """Return a basis of the vectors k with ``row . k = 0`` for every stored row."""
         free = np.setdiff1d(np.arange(self.width), self.pivots)
         basis = np.zeros((len(free), self.width))
         basis[np.arange(len(free)), free] = 1

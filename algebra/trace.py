@@ -10,9 +10,11 @@ A bracket's value at theta comes from the Jacobians of its two fields, and the
 Jacobian of a bracket that joins the basis from their first and second derivatives
 (`algebra.compiled.bracket_jacobian`). A bracket is expanded symbolically over
 GF(p) only when it becomes a parent: the Jacobian of its own brackets needs its
-second derivatives. Ranks are taken modulo a prime, so the result is a lower bound for the
-generic dimension of Lie(V)(theta): the upper bound ``N <= D - rank`` on the number
-of conservation laws holds whatever happens.
+second derivatives.
+
+Ranks are taken modulo a prime, so the result is a lower bound for the generic
+dimension of Lie(V)(theta): the upper bound ``N <= D - rank`` on the number of
+conservation laws holds whatever happens.
 
 Pruning by values is sound for the count: where the ranks are locally constant, a
 field whose value lies in the span of the basis fields is a combination of them with
@@ -129,8 +131,11 @@ class _Closure:
         if field is None:
             a, b = parents
             jacobian = bracket_jacobian(
-                self.field(a), self.field(b), self.point,
-                self.jacobians[a], self.jacobians[b],
+                self.field(a),
+                self.field(b),
+                self.point,
+                self.jacobians[a],
+                self.jacobians[b],
             )
         else:
             jacobian = field.jacobian_mod(self.point)
@@ -163,7 +168,9 @@ class _Closure:
                     level = self.levels[a] + self.levels[b]
                     depth = max(depth, level)
                     if self.echelon.rank >= self.target:
-                        return TraceResult(self.echelon.rank, depth, True, self.expanded)
+                        return TraceResult(
+                            self.echelon.rank, depth, True, self.expanded
+                        )
                     self.append(None, (a, b), level, candidates[b])
             frontier = range(start, len(self.fields))
         return TraceResult(self.echelon.rank, depth, True, self.expanded)

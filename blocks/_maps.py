@@ -96,7 +96,9 @@ def _linear_entries(
     return (t * n_out + o).ravel(), (t * n_in + i).ravel(), (o * n_in + i).ravel()
 
 
-def _conv_entries(attrs, out_features, in_features, out_positions=None, in_positions=None):
+def _conv_entries(
+    attrs, out_features, in_features, out_positions=None, in_positions=None
+):
     layer, in_shape, out_shape = attrs["layer"], attrs["in_shape"], attrs["out_shape"]
     kernel, stride = layer.option("kernel"), layer.option("stride")
     padding = layer.option("padding")

@@ -261,7 +261,9 @@ def _position_classes(block, first, second, starts, tokens, count):
         order = np.argsort(first_unit)
         rank = np.empty_like(order)
         rank[order] = np.arange(len(order))
-        labels.append((units.positions, rank[label.ravel()], units.positions[first_unit]))
+        labels.append(
+            (units.positions, rank[label.ravel()], units.positions[first_unit])
+        )
     positions, label, representatives = labels[0]
     if len(positions) <= 1:
         return None
@@ -305,7 +307,11 @@ class _Units:
         else:
             self.positions = self.units % math.prod(first["out_shape"][1:])
         self.keys = np.column_stack(
-            [self.channel, *self.incoming.keys(self.units), *self.outgoing.keys(self.units)]
+            [
+                self.channel,
+                *self.incoming.keys(self.units),
+                *self.outgoing.keys(self.units),
+            ]
         )
 
     def rectangles(self):
@@ -345,7 +351,10 @@ class _Segments:
         )
         weights = np.random.default_rng(7).integers(1, 2**62, size=2, dtype=np.int64)
         with np.errstate(over="ignore"):
-            mixed = self.variables * weights[0] + (self.variables * self.variables) * weights[1]
+            mixed = (
+                self.variables * weights[0]
+                + (self.variables * self.variables) * weights[1]
+            )
             self.hash = np.add.reduceat(mixed, self.start) if len(mixed) else mixed
 
     def _index(self, units):
@@ -357,7 +366,7 @@ class _Segments:
         return self.count[k], self.hash[k]
 
     def of(self, unit):
-        """The sorted variables of one unit."""
+        """Return the sorted variables of one unit."""
         k = int(self._index(unit))
         return self.variables[self.start[k] : self.start[k] + self.count[k]]
 
@@ -367,7 +376,9 @@ class _Segments:
         if not np.array_equal(self.count[a], self.count[b]):
             return False
         total = int(self.count[a].sum())
-        offsets = np.arange(total) - np.repeat(np.cumsum(self.count[a]) - self.count[a], self.count[a])
+        offsets = np.arange(total) - np.repeat(
+            np.cumsum(self.count[a]) - self.count[a], self.count[a]
+        )
         left = np.repeat(self.start[a], self.count[a]) + offsets
         right = np.repeat(self.start[b], self.count[b]) + offsets
         return bool(np.array_equal(self.variables[left], self.variables[right]))

@@ -52,7 +52,9 @@ def test_float_evaluation_matches():
     points = np.random.default_rng(0).normal(size=(3, 4))
     values = TermArray.from_field(X).evaluate(points)
     for row, x in zip(values, points, strict=True):
-        expected = [X.components[i].evaluate(x) if i in X.components else 0.0 for i in range(4)]
+        expected = [
+            X.components[i].evaluate(x) if i in X.components else 0.0 for i in range(4)
+        ]
         assert np.allclose(row, expected)
 
 
@@ -82,13 +84,21 @@ def test_exact_law_system_finds_the_balance_laws():
         frozenset({((0, 2),): 1, ((1, 2),): 1, ((4, 2),): -1, ((6, 2),): -1}.items()),
         frozenset({((2, 2),): 1, ((3, 2),): 1, ((5, 2),): -1, ((7, 2),): -1}.items()),
         frozenset(
-            {((0, 1), (2, 1)): 1, ((1, 1), (3, 1)): 1, ((4, 1), (5, 1)): -1,
-             ((6, 1), (7, 1)): -1}.items()
+            {
+                ((0, 1), (2, 1)): 1,
+                ((1, 1), (3, 1)): 1,
+                ((4, 1), (5, 1)): -1,
+                ((6, 1), (7, 1)): -1,
+            }.items()
         ),
     }
     found = set()
     for h in cert.laws:
-        sign = 1 if h.terms[min(h.terms)] * (1 if min(h.terms)[0][0] < 4 else -1) > 0 else -1
+        sign = (
+            1
+            if h.terms[min(h.terms)] * (1 if min(h.terms)[0][0] < 4 else -1) > 0
+            else -1
+        )
         found.add(frozenset({m: sign * c for m, c in h.terms.items()}.items()))
     assert found == expected
 
