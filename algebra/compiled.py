@@ -146,6 +146,20 @@ class TermArray:
             np.bincount(self.slot, weights=term.astype(float), minlength=slots), p
         )
 
+    def select(self, indices, dimension):
+        """Return the terms of fields ``indices`` (sorted), slots unchanged."""
+        return self._subset(np.isin(self.slot // dimension, indices))
+
+    def _subset(self, mask):
+        return TermArray(
+            self.slot[mask],
+            self.var[mask],
+            self.exp[mask],
+            self.coef[mask],
+            self.dimension,
+            self.modulus,
+        )
+
     def split(self, indices, dimension):
         """Return field k (terms with slot in ``k * D .. k * D + D - 1``) for each k."""
         owner = self.slot // dimension

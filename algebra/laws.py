@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 MAX_UNKNOWNS = 20_000
+# Above this many fields per unknown, the search first uses a subset of fields.
+SUBSET_FACTOR = 4
 
 
 def monomials_up_to(variables, degree):
@@ -102,8 +104,33 @@ def find_polynomial_laws(fields, dimension, degree=2, seed=0, monomials=None):
         )
     if not isinstance(fields, FieldSet):
         fields = FieldSet.from_fields(fields, dimension)
+    if fields.count > SUBSET_FACTOR * len(monomials):
+        # Many more fields than unknowns (a deep ReLU network's path products): solve
+        # with a random subset of the fields. Its solutions include every law; when
+        # each of them is conserved by all the fields, they are exactly the laws.
+        subset = fields.modular.select(
+            _field_subset(fields, SUBSET_FACTOR * len(monomials), seed), dimension
+        )
+        laws = [_lift(row, monomials) for row in _kernel(subset, monomials)]
+        if all(h is not None and _verified(h, fields) for h in laws):
+            return laws
     laws = [_lift(row, monomials) for row in _kernel(fields.modular, monomials)]
     return [h for h in laws if h is not None and _verified(h, fields)]
+
+
+def _field_subset(fields, size, seed, cover=8):
+    """Random fields: `size` of them, plus `cover` among those moving each variable."""
+    d = fields.dimension
+    rng = np.random.default_rng(seed + 5)
+    rank = rng.permutation(fields.count)
+    owner = fields.modular.slot // d
+    moved = fields.modular.slot % d
+    order = np.lexsort((rank[owner], moved))
+    moved, owner = moved[order], owner[order]
+    first = np.searchsorted(moved, moved, "left")
+    covering = owner[np.arange(len(moved)) - first < cover]
+    sample = rng.choice(fields.count, min(size, fields.count), replace=False)
+    return np.union1d(covering, sample)
 
 
 def _verified(h, fields):

@@ -103,6 +103,8 @@ def trace_dimension(fields, seed=0, max_pairs=200_000, target=None):
     values = every.values_by_slot(point, fields.count * dimension)
     values = values.reshape(fields.count, dimension)
     kept = echelon.add_many(values)
+    if echelon.rank >= target:
+        return TraceResult(echelon.rank, 1, True, 0)
     closure = _Closure(point, echelon, target)
     for k, field in zip(kept, every.split(kept, dimension), strict=True):
         closure.append(field, None, 1, values[k])

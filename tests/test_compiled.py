@@ -7,7 +7,7 @@ import pytest
 
 from algebra.brackets import lie_bracket
 from algebra.certificate import certify
-from algebra.compiled import TermArray, bracket, bracket_jacobian
+from algebra.compiled import FieldSet, TermArray, bracket, bracket_jacobian
 from algebra.fields import VectorField, gradient_field
 from algebra.laws import find_polynomial_laws, is_conserved, monomials_up_to
 from algebra.polynomial import Polynomial
@@ -134,3 +134,38 @@ def test_deep_relu_network_as_one_block():
     for law in report.law_polynomials():
         assert all(len(mono) == 1 and mono[0][1] == 2 for mono in law.terms)
         assert sorted(set(law.terms.values())) == [-1, 1]
+
+
+def _relu_path_fields():
+    from blocks.graph import build_graph
+    from blocks.model_file import load_model
+    from blocks.network import network_parametrization
+
+    layers = []
+    for k, out in enumerate([5, 5, 4]):
+        layers.append({"type": "linear", "name": f"l{k}", "out": out})
+        if k < 2:
+            layers.append({"type": "relu"})
+    graph = build_graph(load_model({"input": [4], "layers": layers}))
+    _, param = network_parametrization(graph, patterns="generic")
+    (group,) = param.groups
+    d = len(group.variables)
+    return FieldSet.from_phi(list(group.components), d), d
+
+
+@pytest.mark.parametrize("subset", ["random", "one field"])
+def test_law_search_on_a_subset_of_fields_agrees(monkeypatch, subset):
+    # 400 path-product fields, 65 square monomials: more than SUBSET_FACTOR fields
+    # per unknown, so the search first solves with a subset of the fields. With one
+    # field, its candidates fail the exact check and the search falls back.
+    import algebra.laws
+
+    fields, d = _relu_path_fields()
+    squares = [((v, 2),) for v in range(d)]
+    assert fields.count > algebra.laws.SUBSET_FACTOR * len(squares)
+    if subset == "one field":
+        monkeypatch.setattr(algebra.laws, "_field_subset", lambda *a: np.array([0]))
+    found = {str(h) for h in find_polynomial_laws(fields, d, monomials=squares)}
+    monkeypatch.setattr(algebra.laws, "SUBSET_FACTOR", 10**6)
+    full = {str(h) for h in find_polynomial_laws(fields, d, monomials=squares)}
+    assert found == full and len(full) == 10
