@@ -33,11 +33,11 @@ from blocks.graph import build_graph, parameter_count
 from blocks.model_file import load_model
 from blocks.parametrize import parametrize
 from blocks.spec import ModelSpec
-from blocks.split import split_into_blocks, unblocked_parameters
+from blocks.split import input_constraint, split_into_blocks, unblocked_parameters
 
 __all__ = ["analyze", "analyze_block", "ENGINE_VERSION", "group_key"]
 
-ENGINE_VERSION = "2"
+ENGINE_VERSION = "3"
 FULL_SEARCH = 1500
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,9 @@ def analyze(source, degree=2, seed=0, cache=None, progress=None):
     for k, block in enumerate(blocks):
         if progress is not None:
             progress(k, len(blocks), block.name)
-        reports.append(analyze_block(block, _safe_parametrize(block, graph), memo))
+        report = analyze_block(block, _safe_parametrize(block, graph), memo)
+        report.constraint = input_constraint(graph, block)
+        reports.append(report)
     unblocked = unblocked_parameters(graph, blocks)
     total = parameter_count(graph)
     return Report(spec.name, total, reports, unblocked, joint_law_count(reports))

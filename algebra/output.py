@@ -51,7 +51,7 @@ def _table(report):
     for b in report.blocks:
         low, high = b.bounds
         status = b.status if b.status == "certified" else f"bounds [{low}, {high}]"
-        lie = str(b.lie_dim) if b.complete else "?"
+        lie = str(b.lie_dim) if b.complete and not b.constraint else "?"
         rows.append(
             (
                 b.name,
@@ -72,7 +72,7 @@ def _table(report):
 
 def _block_laws(block, all_laws):
     lines = ["", f"{block.name}:"]
-    note = block.note or (
+    note = block.constraint or block.note or (
         block.to_dict(expressions=False)["note"] if block.status != "certified" else ""
     )
     if note:

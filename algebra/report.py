@@ -71,6 +71,9 @@ class BlockReport:
         self.seconds = seconds
         self.cache_hits = hits
         self.cache_misses = misses
+        # Why the block's input lies in a subspace (`blocks.split.input_constraint`):
+        # then phi misses laws, and the upper end is only D.
+        self.constraint = ""
 
     @property
     def name(self):
@@ -98,6 +101,8 @@ class BlockReport:
         if not self.complete:
             return (0, self.parameters)
         low = sum(cert.bounds[0] for cert, _ in self.instances) + len(self.free)
+        if self.constraint:
+            return (low, self.parameters)
         return (low, self.parameters - self.lie_dim)
 
     @property
@@ -179,13 +184,13 @@ class BlockReport:
             "activation": self.block.activation,
             "parameters": self.parameters,
             "laws": low,
-            "lie_dim": self.lie_dim if self.complete else None,
+            "lie_dim": self.lie_dim if self.complete and not self.constraint else None,
             "status": self.status,
             "bounds": [low, high],
             "groups": len(self.instances),
             "distinct_groups": len({id(cert) for cert, _ in self.instances}),
             "seconds": round(self.seconds, 4),
-            "note": self.note or _notes(self.instances),
+            "note": self.constraint or self.note or _notes(self.instances),
         }
         small = self.law_terms() <= EXPRESSION_LIMIT
         if expressions and small:

@@ -200,3 +200,32 @@ def _attention_heads(graph, node):
                 )
             )
     return blocks
+
+
+def input_constraint(graph, block):
+    """Say why a block's input is confined to a subspace, or return "".
+
+    The blocks' phi are coefficients in an input x that ranges over all of R^n. The
+    output of a layernorm without affine parameters has mean zero, and a softmax's
+    sums to one, so a layer reading it sees only a subspace, and directions of its
+    weight that only meet the missing ones are conserved too (the row sums of a
+    linear layer after a layernorm). Those laws are not searched.
+    """
+    for source in graph.predecessors(block.layers[0]):
+        while graph.nodes[source]["kind"] in ("identity", "flatten"):
+            (source,) = graph.predecessors(source)
+        attrs = graph.nodes[source]
+        layer = attrs.get("layer")
+        if attrs["kind"] == "layernorm" and not layer.option("affine"):
+            what = "a layernorm without affine parameters, whose output has mean zero"
+        elif attrs["kind"] == "softmax":
+            what = "a softmax, whose output sums to one"
+        else:
+            continue
+        return (
+            f"its input comes from {source}, {what}: the laws this adds (such as "
+            "sums of the first weight along the input) are not searched, so the "
+            "count is a lower end"
+        )
+    return ""
+

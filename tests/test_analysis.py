@@ -233,3 +233,28 @@ def test_parameters_in_no_block_make_the_model_status_bounds():
     )
 
     assert report.unblocked and report.status == "bounds"
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_a_pair_after_a_layernorm_is_not_certified_complete(affine):
+    # Without affine parameters the layernorm's output has mean zero, so the row
+    # sums of fc1.weight are conserved too: laws the pair's phi (coefficients in an
+    # unconstrained input) cannot see. The count is then only a lower end.
+    model = {
+        "input": [3],
+        "layers": [
+            {"type": "layernorm", "name": "ln", "affine": affine},
+            {"type": "linear", "name": "fc1", "out": 2},
+            {"type": "relu"},
+            {"type": "linear", "name": "fc2", "out": 1},
+        ],
+    }
+    report = analyze(model)
+    pair = report.blocks[-1]
+    assert pair.name == "fc1+fc2"
+    if affine:
+        assert not pair.constraint
+    else:
+        assert pair.status == "bounds" and pair.bounds == (2, 8)
+        assert "layernorm" in pair.to_dict()["note"]
+        assert pair.to_dict()["lie_dim"] is None
