@@ -39,6 +39,8 @@ from algebra.polynomial import Polynomial
 __all__ = ["certify_sampled", "MARGIN"]
 
 MARGIN = 1e-7
+# Mixed-degree law search only up to this many monomials.
+MIXED_SEARCH = 1500
 ROUNDING = 1e-11
 
 
@@ -139,8 +141,9 @@ def _search_laws(model, gradient, degree, wanted, rng, seed):
     """Find verified, independent polynomial laws, lowest degree first.
 
     Each homogeneous degree is searched on its own, so that a law of low degree is
-    not mixed with products of others; candidates are kept when they raise the
-    rank of the laws' gradients, and only then verified symbolically.
+    not mixed with products of others, then (if laws are still missing) all
+    degrees together; candidates are kept when they raise the rank of the laws'
+    gradients, and only then verified symbolically.
     """
     D = len(model.parameters)
     laws = []
@@ -155,6 +158,17 @@ def _search_laws(model, gradient, degree, wanted, rng, seed):
                 laws.append(h)
             if len(laws) == wanted:
                 return laws
+    # A law may mix degrees (b^2 - 2a for phi = exp(a) b): search all degrees at
+    # once when the homogeneous passes fell short and the system stays small.
+    monomials = monomials_up_to(range(D), degree)
+    if degree > 1 and len(monomials) <= MIXED_SEARCH:
+        shape = (D, len(model.inputs))
+        for h in _homogeneous_candidates(gradient, monomials, shape, rng):
+            kept = select_independent(laws + [h], D, seed)
+            if len(kept) == len(laws) + 1 and _verify(h, model):
+                laws.append(h)
+            if len(laws) == wanted:
+                break
     return laws
 
 

@@ -258,3 +258,18 @@ def test_a_pair_after_a_layernorm_is_not_certified_complete(affine):
         assert pair.status == "bounds" and pair.bounds == (2, 8)
         assert "layernorm" in pair.to_dict()["note"]
         assert pair.to_dict()["lie_dim"] is None
+
+
+def test_a_law_of_mixed_degree_for_a_non_polynomial_phi():
+    # phi = exp(a) b: h = b^2 - 2a has grad h . grad phi = -2 e^a b + 2 b e^a = 0,
+    # a law with terms of degrees 1 and 2 (the homogeneous passes miss it).
+    report = analyze(
+        {"custom": {"parameters": {"a": [1], "b": [1]}, "phi": ["exp(a_0)*b_0"]}}
+    )
+    (block,) = report.blocks
+    assert block.status == "certified" and block.bounds == (1, 1)
+    (law,) = block.law_polynomials()
+    assert law.primitive().terms in (
+        {((0, 1),): 2, ((1, 2),): -1},
+        {((0, 1),): -2, ((1, 2),): 1},
+    )
