@@ -320,6 +320,13 @@ def drift(model, learning_rates, fmt, plot, cache_dir, no_cache, **settings):
     """Train MODEL with finite steps and measure how far its laws drift."""
     from algebra.drift import DEFAULT_LEARNING_RATES, DataError, measure_drift
 
+    if plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise InputError(
+                "--plot needs matplotlib: pip install -e '.[plot]'"
+            ) from None
     try:
         report = measure_drift(
             model,
