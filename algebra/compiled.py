@@ -316,6 +316,9 @@ class FieldSet:
     @classmethod
     def from_phi(cls, phi, dimension):
         """Compile the gradients of the components of phi, as arrays."""
+        # Scaling a component changes no law: integer coefficients with no common
+        # factor, so that no coefficient is a fraction or a multiple of PRIME.
+        phi = [p.primitive() for p in phi]
         try:
             exact = _gradients(
                 TermArray.from_polynomials(phi, range(len(phi)), dimension, None)

@@ -41,6 +41,8 @@ __all__ = ["certify_sampled", "MARGIN"]
 MARGIN = 1e-7
 # Mixed-degree law search only up to this many monomials.
 MIXED_SEARCH = 1500
+# Sampled gradients whose largest singular value is below this (per entry) are noise.
+NOISE = 1e-9
 ROUNDING = 1e-11
 
 
@@ -129,6 +131,10 @@ def _rank_with_margin(rows):
     sigma = np.linalg.svd(rows, compute_uv=False)
     if sigma.size == 0 or sigma[0] == 0:
         return 0, True
+    if sigma[0] < NOISE * math.sqrt(rows.size):
+        # Gradients at the level of rounding (a width-2 layernorm, a phi that is 0
+        # in disguise): no relative margin can tell their rank; never certify.
+        return 0, False
     relative = sigma / sigma[0]
     rank = int(np.sum(relative > math.sqrt(MARGIN * ROUNDING)))
     clear = relative[rank - 1] >= MARGIN and (

@@ -273,3 +273,44 @@ def test_a_law_of_mixed_degree_for_a_non_polynomial_phi():
         {((0, 1),): 2, ((1, 2),): -1},
         {((0, 1),): -2, ((1, 2),): 1},
     )
+
+
+@pytest.mark.parametrize("phi", ["x_0*x_1/1048573", "1048573*x_0*x_1"])
+def test_a_coefficient_divisible_by_the_prime_changes_nothing(phi):
+    # 1048573 is the engine's prime; scaling a component of phi changes no law.
+    report = analyze({"custom": {"parameters": {"x": [2]}, "phi": [phi]}})
+    assert report.status == "certified" and report.laws == 1
+
+
+def test_rope_with_biases_is_not_certified():
+    # With rope, rotated biases meet the key bias (b_q R b_k changes with the
+    # offset), so the key bias is not conserved; that phi is not built yet.
+    model = {
+        "input": [3, 2],
+        "layers": [
+            {
+                "type": "attention",
+                "name": "at",
+                "heads": 1,
+                "head_dim": 2,
+                "rope": True,
+                "bias": True,
+            }
+        ],
+    }
+    qk = analyze(model).blocks[0]
+    assert qk.name == "at.head0.qk" and qk.status == "bounds"
+    assert qk.bounds == (0, qk.parameters)
+
+
+def test_gradients_at_rounding_level_are_never_certified():
+    # A width-2 layernorm outputs +-(1, -1): the gradient is rounding noise.
+    model = {
+        "input": [3],
+        "layers": [
+            {"type": "linear", "name": "a", "out": 2},
+            {"type": "layernorm", "name": "ln"},
+        ],
+    }
+    (block,) = analyze(model).blocks
+    assert block.status == "bounds"
