@@ -137,6 +137,11 @@ def render_whole(result):
         f"whole network as one block: {low} laws ({result.status}{bounds}); "
         f"{result.block.note}",
     ]
+    if "realized" in result.block.note:
+        lines.append(
+            "(patterns come from sampled inputs: a pattern no sample reached would "
+            "add components to phi, so these laws hold on the sampled patterns)"
+        )
     if result.missed:
         lines.append(f"laws the blocks miss ({len(result.missed)}):")
         lines.extend(f"  {law}" for law in result.missed)

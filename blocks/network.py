@@ -276,7 +276,10 @@ class _Forward:
         theta = rng.normal(size=len(self.theta))
         if positive:
             theta = np.abs(theta)
-        xs = rng.normal(size=(SAMPLES,) + self.x.shape).reshape(SAMPLES, -1).T
+        # Directions at scales from 10^-2 to 10^4: with biases, the patterns of large
+        # inputs differ from those near the origin, and N(0, 1) alone misses them.
+        xs = rng.normal(size=(SAMPLES,) + self.x.shape).reshape(SAMPLES, -1)
+        xs = (xs * 10.0 ** rng.uniform(-2, 4, size=(SAMPLES, 1))).T
         actives = []
         symbols = [self.theta, list(self.x.ravel())]
         known = {}
