@@ -88,7 +88,7 @@ def pair_parametrization(block, graph, expand_limit=EXPAND_LIMIT):
     degree, per_unit = activation_degree(block)
     first, second = (graph.nodes[n] for n in (block.layers[0], block.layers[-1]))
     hidden = math.prod(first["out_shape"])
-    terms = hidden * first["in_shape"][-1] ** degree * second["out_shape"][-1]
+    terms = hidden * _fan(first, "in") ** degree * _fan(second, "out")
     if terms <= expand_limit:
         return _expanded(block, first, second, degree, per_unit)
     if degree == 1 and per_unit and _channels_align(first, second):
@@ -116,6 +116,18 @@ def _bilinear_pair(block):
     if len(block.parameters) == 3:
         right.append(np.arange(starts[1], starts[1] + block.sizes[1])[None, :])
     return bilinear_parametrization([second], right, block.dimension)
+
+
+def _fan(attrs, side):
+    """Entries of a layer's weight that meet one unit: inputs or outputs per unit.
+
+    A convolution's unit meets channels x kernel entries (the last axis of its
+    shape is a spatial size); a linear unit meets the last axis.
+    """
+    shape = attrs["in_shape"] if side == "in" else attrs["out_shape"]
+    if attrs["kind"] == "linear":
+        return shape[-1]
+    return shape[0] * math.prod(attrs["layer"].option("kernel"))
 
 
 def _offsets(block):

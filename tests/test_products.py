@@ -110,3 +110,25 @@ def test_exact_engine_on_an_odd_cycle_finds_no_law():
     cert = certify(fields, 3)
 
     assert (cert.lie_dim, len(cert.laws), cert.status) == (3, 0, "certified")
+
+
+def test_a_pointwise_convolution_pair_is_stored_as_products():
+    # A 1x1 convolution on a 1x1 map: the last axis of the input shape is a spatial
+    # size (1), so the size of phi must count channels x kernel, or this pair of
+    # 8192 + 2048 weights is expanded one component at a time.
+    graph = build_graph(
+        load_model(
+            {
+                "input": [64, 1, 1],
+                "layers": [
+                    {"type": "conv2d", "name": "a", "out": 128, "kernel": 1},
+                    {"type": "relu"},
+                    {"type": "conv2d", "name": "b", "out": 16, "kernel": 1},
+                ],
+            }
+        )
+    )
+    (block,) = split_into_blocks(graph)
+    param = pair_parametrization(block, graph)
+    assert all(isinstance(g, ProductGroup) for g in param.groups)
+    assert len(param.groups) == 128
