@@ -216,14 +216,9 @@ def _column(element, layout, z):
 
 
 def _row(element, layout, x):
-    """Row x of a basis matrix, as an integer vector of length N."""
+    """Row x of a basis matrix: column x of its transpose."""
     kind, p, q = element
-    row = np.zeros(layout.size, dtype=np.int64)
-    if kind == "I" and layout.orbit[x] == p:
-        row[x] = 1
-    elif kind == "J" and layout.orbit[x] == p:
-        row[layout.orbit == q] = 1
-    return row
+    return _column((kind, q, p), layout, x)
 
 
 def _generator(a, j, layout):
@@ -726,7 +721,10 @@ class LawFamily(collections.abc.Sequence):
         for body, c in parts:
             body = body if isinstance(body, str) else body[0]
             magnitude = "" if abs(c) == 1 else f"{abs(c)}·"
-            sign = ("−" if c < 0 else "") if not text else (" − " if c < 0 else " + ")
+            if text:
+                sign = " − " if c < 0 else " + "
+            else:
+                sign = "−" if c < 0 else ""
             text += f"{sign}{magnitude}{body}"
         relation = "≤" if self.symmetric else "<"
         scope = f"k {relation} l"
@@ -753,7 +751,8 @@ def _orbit_text(orbit, block, variables):
     text = f"{name}[{','.join(axes)}]" if axes else name
     if orbit.shape[0] == 1 or orbit.shape[1] == 1:
         # A vector, read as a column: one row of W gives b·bᵀ, one column bᵀ·b.
-        return (f"{text}·{text}ᵀ" if orbit.shape[0] == 1 else f"{text}ᵀ·{text}"), text
+        product = f"{text}·{text}ᵀ" if orbit.shape[0] == 1 else f"{text}ᵀ·{text}"
+        return product, text
     inner_axis = _varying_axis(block, variables, orbit[0, 0], orbit[0, 1])
     row_axis = _varying_axis(block, variables, orbit[0, 0], orbit[1, 0])
     gram = f"{text}ᵀ·{text}" if inner_axis > row_axis else f"{text}·{text}ᵀ"

@@ -152,29 +152,23 @@ def _search_laws(model, gradient, degree, wanted, rng, seed):
     gradients, and only then verified symbolically.
     """
     D = len(model.parameters)
+    mixed = monomials_up_to(range(D), degree)
+    searches = [
+        [m for m in mixed if sum(e for _, e in m) == total]
+        for total in range(1, degree + 1)
+    ]
+    # A law may mix degrees (b^2 - 2a for phi = exp(a) b).
+    if degree > 1 and len(mixed) <= MIXED_SEARCH:
+        searches.append(mixed)
     laws = []
-    for total in range(1, degree + 1):
-        monomials = [
-            m for m in monomials_up_to(range(D), total) if sum(e for _, e in m) == total
-        ]
-        shape = (D, len(model.inputs))
+    shape = (D, len(model.inputs))
+    for monomials in searches:
         for h in _homogeneous_candidates(gradient, monomials, shape, rng):
             kept = select_independent(laws + [h], D, seed)
             if len(kept) == len(laws) + 1 and _verify(h, model):
                 laws.append(h)
             if len(laws) == wanted:
                 return laws
-    # A law may mix degrees (b^2 - 2a for phi = exp(a) b): search all degrees at
-    # once when the homogeneous passes fell short and the system stays small.
-    monomials = monomials_up_to(range(D), degree)
-    if degree > 1 and len(monomials) <= MIXED_SEARCH:
-        shape = (D, len(model.inputs))
-        for h in _homogeneous_candidates(gradient, monomials, shape, rng):
-            kept = select_independent(laws + [h], D, seed)
-            if len(kept) == len(laws) + 1 and _verify(h, model):
-                laws.append(h)
-            if len(laws) == wanted:
-                break
     return laws
 
 

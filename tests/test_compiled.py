@@ -113,11 +113,8 @@ def test_law_search_rejects_nothing_it_should_keep():
     )
 
 
-def test_deep_relu_network_as_one_block():
-    # Path products of a 4-5-5-4 ReLU network: one law per hidden neuron. The
-    # squares' component of the law system has one equation per path (400), more
-    # than 2 D + 64, so it goes through the random row compression.
-    from algebra.analysis import _GroupMemo, analyze_block
+def _relu_network():
+    """A 4-5-5-4 ReLU network as one block: 400 path products, D = 65."""
     from blocks.graph import build_graph
     from blocks.model_file import load_model
     from blocks.network import network_parametrization
@@ -128,7 +125,16 @@ def test_deep_relu_network_as_one_block():
         if k < 2:
             layers.append({"type": "relu"})
     graph = build_graph(load_model({"input": [4], "layers": layers}))
-    block, param = network_parametrization(graph, patterns="generic")
+    return network_parametrization(graph, patterns="generic")
+
+
+def test_deep_relu_network_as_one_block():
+    # One law per hidden neuron. The squares' component of the law system has one
+    # equation per path (400), more than 2 D + 64, so it goes through the random
+    # row compression.
+    from algebra.analysis import _GroupMemo, analyze_block
+
+    block, param = _relu_network()
     report = analyze_block(block, param, _GroupMemo(None, 2, 0))
     assert report.status == "certified" and report.bounds == (10, 10)
     for law in report.law_polynomials():
@@ -137,17 +143,7 @@ def test_deep_relu_network_as_one_block():
 
 
 def _relu_path_fields():
-    from blocks.graph import build_graph
-    from blocks.model_file import load_model
-    from blocks.network import network_parametrization
-
-    layers = []
-    for k, out in enumerate([5, 5, 4]):
-        layers.append({"type": "linear", "name": f"l{k}", "out": out})
-        if k < 2:
-            layers.append({"type": "relu"})
-    graph = build_graph(load_model({"input": [4], "layers": layers}))
-    _, param = network_parametrization(graph, patterns="generic")
+    _, param = _relu_network()
     (group,) = param.groups
     d = len(group.variables)
     return FieldSet.from_phi(list(group.components), d), d
